@@ -1,0 +1,51 @@
+// swift-tools-version:5.9
+// mptracebox: find where on a path middleboxes interfere with TCP and MPTCP.
+//
+// Dependencies point one way: wire formats <- engines <- scans/suites <- CLI.
+// C libraries come from Debian packages through the C* system-library targets;
+// only NetIO (libnet, libpcap), MPTCPCrypto (libcrypto) and Lab (NFQUEUE) use them.
+import PackageDescription
+
+let package = Package(
+    name: "mptracebox",
+    products: [
+        .executable(name: "mptracebox", targets: ["mptracebox"]),
+        .executable(name: "mptracebox-bench", targets: ["mptracebox-bench"]),
+        .library(name: "Wire", targets: ["Wire"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C system libraries (Debian packages).
+        .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
+        .systemLibrary(name: "CLibnet", providers: [.apt(["libnet1-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CNetfilterQueue", pkgConfig: "libnetfilter_queue",
+                       providers: [.apt(["libnetfilter-queue-dev"])]),
+
+        // Pure core: packet formats, options, checksums. Standard library only.
+        .target(name: "Wire"),
+        // MPTCP keys, tokens, IDSNs and HMACs over libcrypto.
+        .target(name: "MPTCPCrypto", dependencies: ["CCrypto", "Wire"]),
+        // The I/O edge: raw injection (libnet), capture and pcap files (libpcap), privileges.
+        .target(name: "NetIO", dependencies: ["CPcap", "CLibnet", "Wire"]),
+        // The network-namespace testbed: routers, middleboxes, servers.
+        .target(name: "Lab", dependencies: ["Wire", "CNetfilterQueue"]),
+
+        .executableTarget(
+            name: "mptracebox",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "Wire", "MPTCPCrypto", "NetIO", "Lab",
+            ]),
+        .executableTarget(name: "mptracebox-bench", dependencies: ["Wire", "MPTCPCrypto"]),
+
+        // Shared test helpers: privilege checks that fail (not skip) under CI=true, tshark, netns.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "MPTCPCrypto", "NetIO", "TestSupport"]),
+        .testTarget(name: "OracleTests",
+                    dependencies: ["Wire", "MPTCPCrypto", "NetIO", "Lab", "TestSupport"]),
+        .testTarget(name: "LabTests", dependencies: ["Lab", "Wire", "NetIO", "TestSupport"]),
+    ]
+)

@@ -1,0 +1,6 @@
+#ifndef MPTRACEBOX_CCRYPTO_SHIM_H
+#define MPTRACEBOX_CCRYPTO_SHIM_H
+#include <openssl/sha.h>
+#include <openssl/hmac.h>
+#include <openssl/evp.h>
+#endif
