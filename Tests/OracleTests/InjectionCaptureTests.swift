@@ -120,6 +120,22 @@ final class InjectionCaptureTests: XCTestCase {
         XCTAssertEqual(rows.first?[3], ipv4 ? "3735928559" : "4277006349")
     }
 
+    /// What the kernel does to an IPv4 header on a raw socket (documented in RawInjector): with
+    /// DF set, ID 0 stays 0; a wrong header checksum is replaced by the right one.
+    func testIPv4KernelFixupsAreTheDocumentedOnes() throws {
+        var probe = TestPackets.ipv4Packet(src: "198.18.1.1", dst: "198.18.1.2", ttl: 5, id: 0,
+                                           tcp: TestPackets.tcpSyn(sport: 40005, dport: 33005, seq: 11))
+        let good = probe
+        probe[10] ^= 0xff
+        let capture = try lab.inside(r) { try PacketCapture(options: .init(device: "ra", filter: "tcp and dst port 33005")) }
+        defer { capture.close() }
+        let injector = try lab.inside(a) { try RawInjector(options: .init(families: [.v4])) }
+        defer { injector.close() }
+        try injector.send(probe)
+        let got = try XCTUnwrap(try capture.next(timeout: 3)?.packet)
+        XCTAssertEqual(got, good, "ID 0 kept (DF set), checksum recomputed, nothing else touched")
+    }
+
     func testIPv4TTL1GetsTimeExceededQuotingTheProbe() throws {
         let probe = TestPackets.ipv4Packet(src: "198.18.1.1", dst: "198.18.2.2", ttl: 1, id: 0x4242,
                                            tcp: TestPackets.tcpSyn(sport: 40003, dport: 33003, seq: 7))
