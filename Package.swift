@@ -26,6 +26,8 @@ let package = Package(
 
         // Pure core: packet formats, options, checksums. Standard library only.
         .target(name: "Wire"),
+        // The probe language: text -> the segment to send.
+        .target(name: "Probe", dependencies: ["Wire"]),
         // MPTCP keys, tokens, IDSNs and HMACs over libcrypto.
         .target(name: "MPTCPCrypto", dependencies: ["CCrypto", "Wire"]),
         // The I/O edge: raw injection (libnet), capture and pcap files (libpcap), privileges.
@@ -44,6 +46,7 @@ let package = Package(
         // Shared test helpers: privilege checks that fail (not skip) under CI=true, tshark, netns.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "WireTests", dependencies: ["Wire", "MPTCPCrypto", "NetIO", "TestSupport"]),
+        .testTarget(name: "ProbeTests", dependencies: ["Probe", "Wire"]),
         .testTarget(name: "OracleTests",
                     dependencies: ["Wire", "MPTCPCrypto", "NetIO", "Lab", "TestSupport"]),
         .testTarget(name: "LabTests", dependencies: ["Lab", "Wire", "NetIO", "TestSupport"]),
