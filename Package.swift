@@ -28,6 +28,8 @@ let package = Package(
         .target(name: "Wire"),
         // The probe language: text -> the segment to send.
         .target(name: "Probe", dependencies: ["Wire"]),
+        // Sent-versus-quoted comparison: typed changes, quote kinds and trace findings.
+        .target(name: "Diff", dependencies: ["Wire"]),
         // MPTCP keys, tokens, IDSNs and HMACs over libcrypto.
         .target(name: "MPTCPCrypto", dependencies: ["CCrypto", "Wire"]),
         // The I/O edge: raw injection (libnet), capture and pcap files (libpcap), privileges.
@@ -47,6 +49,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "WireTests", dependencies: ["Wire", "MPTCPCrypto", "NetIO", "TestSupport"]),
         .testTarget(name: "ProbeTests", dependencies: ["Probe", "Wire"]),
+        .testTarget(name: "DiffTests", dependencies: ["Diff", "Probe", "Wire"]),
         .testTarget(name: "OracleTests",
                     dependencies: ["Wire", "MPTCPCrypto", "NetIO", "Lab", "TestSupport"]),
         .testTarget(name: "LabTests", dependencies: ["Lab", "Wire", "NetIO", "TestSupport"]),

@@ -164,10 +164,8 @@ public struct ProbeExpression: Hashable, Sendable, CustomStringConvertible {
         default:
             throw ProbeError("source \(src) and destination \(dst) are of different families", column: 1)
         }
-        let packet = IPPacket(ip: ipHeader, transport: .tcp(seg))
-        // Building once validates the option budget and field widths.
-        _ = try packet.serialized(finalize: true)
-        return packet
+        // Finalizing validates the option budget and field widths, and sets lengths and checksums.
+        return try IPPacket(ip: ipHeader, transport: .tcp(seg)).finalized()
     }
 
     /// The same probe without options of `kind` (and `subtype`, for MPTCP): the control probe of
