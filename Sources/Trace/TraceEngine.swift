@@ -202,9 +202,13 @@ public final class TraceEngine {
         var nextSend = network.now()
         var retriesQueued: [Int: Int] = [:]  // ttl -> attempts queued so far
         let spacing = config.timeout / Double(config.retries + 1)
+        // A bound no trace can legitimately exceed: every probe paced, plus two timeouts.
+        let hardStop = nextSend + Double((config.maxTTL - config.minTTL + 1) * (config.retries + 1)) / config.rate
+            + 2 * config.timeout + 1
 
         while true {
             let now = network.now()
+            if now >= hardStop { return }
             // Send what is due, skipping TTLs past the end of the path.
             while let id = queue.first, nextSend <= now {
                 queue.removeFirst()
@@ -228,12 +232,15 @@ public final class TraceEngine {
             // Wait for a reply until the next thing to do.
             var wake = now + config.timeout
             if !queue.isEmpty { wake = min(wake, nextSend) }
+            // Only future events: a deadline already passed has been dealt with above.
             for (ttl, first) in firstSend where hops[ttl]?.reply == ReplyKind.none {
                 let done = retriesQueued[ttl, default: 0]
-                if done < config.retries { wake = min(wake, first + spacing * Double(done + 1)) }
-                wake = min(wake, first + config.timeout)
+                let retryAt = first + spacing * Double(done + 1)
+                if done < config.retries, retryAt > now { wake = min(wake, retryAt) }
+                if first + config.timeout > now { wake = min(wake, first + config.timeout) }
             }
-            wake = max(wake, now)
+            // Never spin: wait at least a millisecond when nothing is due.
+            wake = max(wake, now + 0.001)
             if let packet = try receive(until: wake) { handle(packet) }
         }
     }
