@@ -364,6 +364,11 @@ public enum Transforms {
     public static func removeOptions(_ packet: IPPacket, matching o: ElementBehaviour.Option) -> [UInt8]? {
         guard var seg = packet.tcp, seg.header.options.options.contains(where: o.matches) else { return nil }
         seg.header.options.options.removeAll(where: o.matches)
+        // Padding after the last option (EOL and zeros) is written again as needed.
+        if seg.header.options.options.last == .endOfList, seg.header.options.trailer.allSatisfy({ $0 == 0 }) {
+            seg.header.options.options.removeLast()
+            seg.header.options.trailer = []
+        }
         var p = packet
         p.transport = .tcp(seg)
         return try? p.serialized(finalize: true)
