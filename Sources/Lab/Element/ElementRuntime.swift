@@ -26,7 +26,7 @@ public final class ElementRuntime {
 
     private var pipeline: ElementPipeline
     private let queue: NFQueue
-    private let injector: RawInjector
+    private let injector: ElementInjector
     private var timers: [(due: UInt64, seq: Int, action: Action)] = []
     private var timerSeq = 0
     private var interfaces: [UInt32: [IPAddress]]
@@ -38,7 +38,7 @@ public final class ElementRuntime {
     public init(queue number: UInt16, behaviours: [ElementBehaviour], seed: UInt64, verbose: Bool = false,
                 log: @escaping (String) -> Void) throws {
         pipeline = ElementPipeline(behaviours: behaviours, seed: seed)
-        injector = try RawInjector()
+        injector = try ElementInjector()
         queue = try NFQueue(number: number)
         interfaces = try InterfaceAddresses.current()
         local = Set(interfaces.values.flatMap { $0 })

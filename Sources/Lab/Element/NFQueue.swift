@@ -166,7 +166,7 @@ private let nfqCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<nf
 }
 
 /// Sends whole IP packets (headers included) from the box, marked so the queue rules skip them.
-public final class RawInjector {
+public final class ElementInjector {
     private let fd4: Int32
     private let fd6: Int32
 
