@@ -360,9 +360,9 @@ final class ElementChain {
         // The test bundle sits next to the built executables.
         var url = Bundle(for: ElementChain.self).bundleURL
         for _ in 0..<4 {
-            url = url.deletingLastPathComponent()
             let candidate = url.appendingPathComponent("mptracebox").path
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            url = url.deletingLastPathComponent()
         }
         throw ChainError("cannot find the mptracebox binary near \(Bundle(for: ElementChain.self).bundleURL.path); run `swift build` or set MPTRACEBOX_BIN")
     }
@@ -423,7 +423,7 @@ final class ElementChain {
         processes.removeAll()
         // The rules live in the box namespace and go with it.
         for ns in [client, box, server] { _ = try? TestShell.run(["ip", "netns", "del", ns]) }
-        try? FileManager.default.removeItem(at: dir)
+        if ProcessInfo.processInfo.environment["ELEMENT_TEST_KEEP"] == nil { try? FileManager.default.removeItem(at: dir) }
     }
 
     @discardableResult
@@ -487,7 +487,7 @@ final class ElementChain {
 
     func capture(_ ns: String, _ dev: String, _ name: String) throws -> Capture {
         let file = dir.appendingPathComponent("\(name).pcap").path
-        let (p, log) = try spawn(ns, ["tcpdump", "-i", dev, "-n", "-U", "-s", "0", "-w", file, "tcp or icmp or icmp6"],
+        let (p, log) = try spawn(ns, ["tcpdump", "-i", dev, "-n", "-U", "--immediate-mode", "-s", "0", "-w", file, "tcp or icmp or icmp6"],
                                  log: "\(name)-tcpdump.log")
         try waitFor(log, "listening on", p)
         return Capture(process: p, file: file)

@@ -295,6 +295,19 @@ final class ElementTransformTests: XCTestCase {
         local.localAddresses.insert(.v4(Self.b4))
         XCTAssertEqual(p.process(Self.segment(ttl: 1), context: local).verdict, .accept)
         XCTAssertEqual(p.process(Self.segment(ttl: 1), context: fwd).verdict, .accept)
+        // Link-local and multicast traffic (an MLD report has hop limit 1) is not forwarded.
+        var mld = try IPPacket.parse(Self.segment(v6: true, ttl: 1))
+        if case .v6(var h) = mld.ip {
+            h.destination = IPv6Address("ff02::16")!
+            mld.ip = .v6(h)
+        }
+        XCTAssertEqual(p.process(try mld.serialized(finalize: true), context: ctx).verdict, .accept)
+        var ll = try IPPacket.parse(Self.segment(v6: true, ttl: 1))
+        if case .v6(var h) = ll.ip {
+            h.source = IPv6Address("fe80::2")!
+            ll.ip = .v6(h)
+        }
+        XCTAssertEqual(p.process(try ll.serialized(finalize: true), context: ctx).verdict, .accept)
     }
 
     func testRFC792CutsTheBoxsOwnICMPQuotes() throws {

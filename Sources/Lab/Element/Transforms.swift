@@ -531,7 +531,8 @@ public enum Transforms {
             return (try? p.serialized(finalize: true)).map { .replace($0) } ?? .pass
         }
         guard context.hook == .prerouting, packet.ip.ttl <= 1,
-              !context.localAddresses.contains(packet.ip.destination) else { return .pass }
+              !context.localAddresses.contains(packet.ip.destination),
+              isForwardable(packet.ip.destination), isForwardable(packet.ip.source) else { return .pass }
         let quote = Array(bytes.prefix(quoteLength(bytes)))
         switch packet.ip {
         case .v4(let h):
@@ -554,6 +555,19 @@ public enum Transforms {
             let ip = IPv6Header(source: src, destination: h.source, nextHeader: .icmpv6, hopLimit: 64)
             let icmp = ICMPMessage(family: .v6, type: ICMPv6Type.timeExceeded, code: 0, body: quote)
             return (try? IPPacket(ip: .v6(ip), transport: .icmp(icmp)).serialized(finalize: true)).map { .answer($0) } ?? .pass
+        }
+    }
+
+    /// Whether a router would forward (and so expire) traffic with this address: not multicast,
+    /// broadcast, loopback or link-local (an MLD report has hop limit 1 and never expires).
+    static func isForwardable(_ a: IPAddress) -> Bool {
+        switch a {
+        case .v4(let v):
+            let top = v.rawValue >> 24
+            return top != 127 && top < 224 && v.rawValue >> 16 != 0xa9fe && v.rawValue != 0
+        case .v6(let v):
+            let first = UInt16(truncatingIfNeeded: v.high >> 48)
+            return first >> 8 != 0xff && first & 0xffc0 != 0xfe80 && !(v.high == 0 && v.low <= 1)
         }
     }
 
