@@ -64,21 +64,18 @@ final class ElementIntegrationTests: XCTestCase {
         let cap = try chain.capture(chain.client, "eth0", "client")
         let srv = try chain.capture(chain.server, "eth0", "server")
         try chain.startServer(proto: 262, family: 4)
-        let result = try chain.runClient(proto: 262, family: 4, bytes: 6000)
+        let result = try chain.runClient(proto: 262, family: 4, bytes: 6000, extra: ["--rounds", "3"])
         try chain.stop(cap)
         try chain.stop(srv)
         let log = try chain.stop(el)
         XCTAssertTrue(result.hasPrefix("ok"), "the connection survives by falling back: \(result)\n\(log)")
 
-        let dataFromClient = "ip.src == \(ElementChain.client4) && tcp.len > 0"
-        let sent = try chain.tshark(cap, filter: dataFromClient, fields: ["tcp.seq_raw", "tcp.hdr_len", "tcp.options.mptcp.subtype"])
-        let arrived = try chain.tshark(srv, filter: dataFromClient, fields: ["tcp.seq_raw", "tcp.hdr_len", "tcp.options.mptcp.subtype"])
-        XCTAssertTrue(sent.contains { $0[2].split(separator: ",").contains("2") }, "the client sent DSS on data: \(sent)")
-        XCTAssertFalse(arrived.contains { $0[2].split(separator: ",").contains("2") }, "no DSS arrived on data: \(arrived)")
+        // Data in both directions, matched by sequence number on the two sides of the box.
+        let pairs = try dataPairs(cap, srv, client: ElementChain.client4, server: ElementChain.server4)
+        XCTAssertTrue(pairs.contains { $0.sent.hasDSS }, "some data was sent with DSS: \(pairs)")
+        XCTAssertFalse(pairs.contains { $0.arrived.hasDSS }, "no DSS arrived on data: \(pairs)")
         // Overwritten, not removed: the header length of each segment is kept.
-        let sentLen = Dictionary(sent.map { ($0[0], $0[1]) }, uniquingKeysWith: { a, _ in a })
-        XCTAssertFalse(arrived.isEmpty)
-        for row in arrived { XCTAssertEqual(sentLen[row[0]], row[1], "header length of segment \(row[0])") }
+        for p in pairs { XCTAssertEqual(p.sent.headerLength, p.arrived.headerLength, "\(p)") }
         // Everything else passes: SYNs carry MP_CAPABLE on both sides.
         XCTAssertEqual(try chain.tshark(srv, filter: "tcp.flags.syn == 1 && tcp.options.mptcp.subtype == 0", fields: ["tcp.seq_raw"]).count, 2)
         try assertChecksumsValid(srv)
@@ -95,26 +92,24 @@ final class ElementIntegrationTests: XCTestCase {
         let cap = try chain.capture(chain.client, "eth0", "client")
         let srv = try chain.capture(chain.server, "eth0", "server")
         try chain.startServer(proto: 262, family: 6)
-        let result = try chain.runClient(proto: 262, family: 6, bytes: 3000)
+        let result = try chain.runClient(proto: 262, family: 6, bytes: 6000, extra: ["--rounds", "3"])
         try chain.stop(cap)
         try chain.stop(srv)
         _ = try chain.stop(el)
         XCTAssertTrue(result.hasPrefix("ok"), result)
-        let filter = "ipv6.src == \(ElementChain.client6) && tcp.len > 0 && !tcp.analysis.retransmission"
-        let sent = try chain.tshark(cap, filter: filter, fields: ["tcp.seq_raw", "tcp.hdr_len", "tcp.options.mptcp.subtype", "tcp.len"])
-        let arrived = try chain.tshark(srv, filter: filter, fields: ["tcp.seq_raw", "tcp.hdr_len", "tcp.options.mptcp.subtype", "tcp.len"])
-        let byseq = Dictionary(sent.map { ($0[0], $0) }, uniquingKeysWith: { a, _ in a })
+        let pairs = try dataPairs(cap, srv, client: ElementChain.client6, server: ElementChain.server6)
         var shrunk = 0
-        for row in arrived {
-            guard let s = byseq[row[0]] else { continue }
-            XCTAssertEqual(s[3], row[3], "payload length kept")
-            XCTAssertFalse(row[2].split(separator: ",").contains("2"))
-            if s[2].split(separator: ",").contains("2") {
-                XCTAssertLessThan(Int(row[1]) ?? 99, Int(s[1]) ?? 0, "header shorter without DSS: \(s) -> \(row)")
+        for p in pairs {
+            XCTAssertEqual(p.sent.length, p.arrived.length, "payload length kept: \(p)")
+            XCTAssertFalse(p.arrived.hasDSS, "\(p)")
+            if p.sent.hasDSS {
+                XCTAssertLessThan(p.arrived.headerLength, p.sent.headerLength, "header shorter without DSS: \(p)")
                 shrunk += 1
+            } else {
+                XCTAssertEqual(p.arrived.headerLength, p.sent.headerLength, "\(p)")
             }
         }
-        XCTAssertGreaterThan(shrunk, 0, "sent \(sent) arrived \(arrived)")
+        XCTAssertGreaterThan(shrunk, 0, "\(pairs)")
         try assertChecksumsValid(srv)
     }
 
@@ -150,7 +145,7 @@ final class ElementIntegrationTests: XCTestCase {
         _ = try chain.stop(el)
         // Plain TCP delivers the rewritten bytes (valid checksums) and echoes them back.
         XCTAssertTrue(tcp.hasPrefix("mismatch"), "the echo carries HOLLA: \(tcp)")
-        let rewritten = try chain.tshark(srv, filter: "tcp.payload contains \"HOLLA\"", fields: ["tcp.dstport"])
+        let rewritten = try chain.tshark(srv, filter: "ip.src == \(ElementChain.client4) && tcp.payload contains \"HOLLA\"", fields: ["tcp.dstport"])
         XCTAssertEqual(Set(rewritten.map { $0[0] }), ["8080", "8081"], "\(rewritten)")
         XCTAssertTrue(try chain.tshark(srv, filter: "tcp.payload contains \"HELLO\"", fields: ["tcp.dstport"]).isEmpty)
         try assertChecksumsValid(srv)
@@ -169,9 +164,9 @@ final class ElementIntegrationTests: XCTestCase {
         let cap = try chain.capture(chain.client, "eth0", "client")
         let srv = try chain.capture(chain.server, "eth0", "server")
         try chain.startServer(proto: 262, family: 4)
-        try chain.startServer(proto: 6, family: 6)
-        let mptcp = try chain.runClient(proto: 262, family: 4, bytes: 20000)
-        let tcp = try chain.runClient(proto: 6, family: 6, bytes: 20000)
+        try chain.startServer(proto: 6, family: 6, port: 8082)
+        let mptcp = try chain.runClient(proto: 262, family: 4, bytes: 20000, extra: ["--rounds", "2"])
+        let tcp = try chain.runClient(proto: 6, family: 6, bytes: 20000, port: 8082)
         try chain.stop(cap)
         try chain.stop(srv)
         _ = try chain.stop(el)
@@ -316,6 +311,34 @@ final class ElementIntegrationTests: XCTestCase {
         XCTAssertTrue(log.contains("stopped: queued="), log)
     }
 
+    struct DataSegment: CustomStringConvertible {
+        var seq: String, headerLength: Int, subtypes: [Substring], length: Int
+        var hasDSS: Bool { subtypes.contains("2") }
+        var description: String { "seq \(seq) hdr \(headerLength) len \(length) mptcp \(subtypes)" }
+    }
+
+    /// Data segments (no retransmissions) as sent and as they arrived, in both directions.
+    func dataPairs(_ clientSide: ElementChain.Capture, _ serverSide: ElementChain.Capture,
+                   client: String, server: String) throws -> [(sent: DataSegment, arrived: DataSegment)] {
+        let src = client.contains(":") ? "ipv6.src" : "ip.src"
+        func read(_ c: ElementChain.Capture, _ from: String) throws -> [DataSegment] {
+            try chain.tshark(c, filter: "\(src) == \(from) && tcp.len > 0 && !tcp.analysis.retransmission",
+                             fields: ["tcp.seq_raw", "tcp.hdr_len", "tcp.options.mptcp.subtype", "tcp.len"]).map {
+                DataSegment(seq: $0[0], headerLength: Int($0[1]) ?? -1, subtypes: $0[2].split(separator: ","), length: Int($0[3]) ?? -1)
+            }
+        }
+        var out: [(DataSegment, DataSegment)] = []
+        for (sentOn, arrivedOn, from) in [(clientSide, serverSide, client), (serverSide, clientSide, server)] {
+            let arrived = Dictionary(try read(arrivedOn, from).map { ($0.seq, $0) }, uniquingKeysWith: { a, _ in a })
+            for s in try read(sentOn, from) {
+                guard let a = arrived[s.seq] else { XCTFail("segment \(s) from \(from) did not arrive"); continue }
+                out.append((s, a))
+            }
+        }
+        XCTAssertFalse(out.isEmpty)
+        return out
+    }
+
     func assertChecksumsValid(_ cap: ElementChain.Capture, file: StaticString = #filePath, line: UInt = #line) throws {
         let bad = try chain.tshark(cap, filter: "tcp.checksum.status == 0 || ip.checksum.status == 0", fields: ["frame.number"],
                                    options: ["-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE"])
@@ -374,7 +397,12 @@ final class ElementChain {
             let name = String(line.split(separator: " ").first ?? "")
             guard name.hasPrefix(namePrefix), let pid = Int32(name.dropFirst(namePrefix.count).split(separator: "-").first ?? ""),
                   kill(pid, 0) != 0 else { continue }
+            // Processes left inside (element, servers, tcpdump) would keep the namespace alive.
+            for p in ((try? TestShell.check(["ip", "netns", "pids", name])) ?? "").split(separator: "\n") {
+                if let p = Int32(p) { kill(p, SIGKILL) }
+            }
             _ = try? TestShell.run(["ip", "netns", "del", name])
+            try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + "/" + name.dropLast(2))
         }
     }
 
@@ -568,19 +596,27 @@ final class ElementChain {
         try:
             s.connect((addr, port))
             chunk = int(opts.get("--chunk", "0"))
-            if chunk:
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                for i in range(0, n, chunk):
-                    s.send(payload[i:i + chunk])
-                    time.sleep(0.001)
-            else:
-                s.sendall(payload)
+            rounds = int(opts.get("--rounds", "1"))
             got = b""
-            while len(got) < n:
-                d = s.recv(65536)
-                if not d:
+            # Each round waits for its echo, so later rounds are sent on an established
+            # connection (an MPTCP client's first burst carries MP_CAPABLE, later data DSS).
+            step = -(-n // rounds)
+            for r in range(0, n, step):
+                part = payload[r:r + step]
+                if chunk:
+                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    for i in range(0, len(part), chunk):
+                        s.send(part[i:i + chunk])
+                        time.sleep(0.001)
+                else:
+                    s.sendall(part)
+                while len(got) < r + len(part):
+                    d = s.recv(65536)
+                    if not d:
+                        break
+                    got += d
+                if len(got) < r + len(part):
                     break
-                got += d
             if got == payload:
                 print("ok %.3f" % (time.monotonic() - start), flush=True)
             else:

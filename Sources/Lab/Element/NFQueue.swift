@@ -68,25 +68,21 @@ public final class NFQueue {
         self.number = number
         handle = try check("nfq_open", nfq_open(), hint: "needs CAP_NET_ADMIN in the namespace")
         fd = nfq_fd(handle)
-        do {
-            for family in [AF_INET, AF_INET6] {
-                // Unbinding fails harmlessly on recent kernels; binding is what must work.
-                _ = nfq_unbind_pf(handle, UInt16(family))
-                try check("nfq_bind_pf(\(family == AF_INET ? "AF_INET" : "AF_INET6"))", nfq_bind_pf(handle, UInt16(family)))
-            }
-            let context = Unmanaged.passUnretained(self).toOpaque()
-            queue = try check("nfq_create_queue(\(number))",
-                              nfq_create_queue(handle, number, nfqCallback, context),
-                              hint: "another process may already own queue \(number)")
-            try check("nfq_set_mode", nfq_set_mode(queue, UInt8(NFQNL_COPY_PACKET.rawValue), 0xffff))
-            try check("nfq_set_queue_maxlen", nfq_set_queue_maxlen(queue, maxLength))
-            var big: Int32 = 4 << 20
-            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, socklen_t(MemoryLayout<Int32>.size))
-        } catch {
-            if let q = queue { nfq_destroy_queue(q) }
-            nfq_close(handle)
-            throw error
+        // Every stored property is set: a throw from here on runs deinit, which releases the
+        // queue and the handle.
+        for family in [AF_INET, AF_INET6] {
+            // Unbinding fails harmlessly on recent kernels; binding is what must work.
+            _ = nfq_unbind_pf(handle, UInt16(family))
+            try check("nfq_bind_pf(\(family == AF_INET ? "AF_INET" : "AF_INET6"))", nfq_bind_pf(handle, UInt16(family)))
         }
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        queue = try check("nfq_create_queue(\(number))",
+                          nfq_create_queue(handle, number, nfqCallback, context),
+                          hint: "another process may already own queue \(number)")
+        try check("nfq_set_mode", nfq_set_mode(queue, UInt8(NFQNL_COPY_PACKET.rawValue), 0xffff))
+        try check("nfq_set_queue_maxlen", nfq_set_queue_maxlen(queue, maxLength))
+        var big: Int32 = 4 << 20
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, socklen_t(MemoryLayout<Int32>.size))
     }
 
     deinit {
@@ -180,18 +176,13 @@ public final class ElementInjector {
             close(fd4)
             throw error
         }
-        do {
-            var one: Int32 = 1
-            try check("setsockopt(IP_HDRINCL)", setsockopt(fd4, Int32(IPPROTO_IP), IP_HDRINCL, &one, socklen_t(4)))
-            var m = mark
-            for fd in [fd4, fd6] {
-                try check("setsockopt(SO_MARK)", setsockopt(fd, SOL_SOCKET, SO_MARK, &m, socklen_t(4)),
-                          hint: "needs CAP_NET_ADMIN")
-            }
-        } catch {
-            close(fd4)
-            close(fd6)
-            throw error
+        // Both descriptors are set: a throw from here on runs deinit, which closes them.
+        var one: Int32 = 1
+        try check("setsockopt(IP_HDRINCL)", setsockopt(fd4, Int32(IPPROTO_IP), IP_HDRINCL, &one, socklen_t(4)))
+        var m = mark
+        for fd in [fd4, fd6] {
+            try check("setsockopt(SO_MARK)", setsockopt(fd, SOL_SOCKET, SO_MARK, &m, socklen_t(4)),
+                      hint: "needs CAP_NET_ADMIN")
         }
     }
 
