@@ -298,6 +298,29 @@ final class ElementIntegrationTests: XCTestCase {
         XCTAssertTrue(counts.values.allSatisfy { $0 == 2 }, "every data segment twice: \(counts)")
     }
 
+    func testLossAndReorder() throws {
+        try chain.startServer(proto: 6, family: 4)
+        var el = try chain.startElement(["loss:100@syn"])
+        var srv = try chain.capture(chain.server, "eth0", "server")
+        let lost = try chain.runClient(proto: 6, family: 4, bytes: 100, extra: ["--timeout", "1.5"])
+        try chain.stop(srv)
+        _ = try chain.stop(el)
+        XCTAssertTrue(lost.hasPrefix("error"), lost)
+        XCTAssertTrue(try chain.tshark(srv, filter: "tcp.flags.syn == 1", fields: ["tcp.seq_raw"]).isEmpty, "no SYN got through")
+
+        el = try chain.startElement(["reorder:50@data"], seed: 5)
+        srv = try chain.capture(chain.server, "eth0", "server2")
+        let reordered = try chain.runClient(proto: 6, family: 4, bytes: 30000)
+        try chain.stop(srv)
+        let log = try chain.stop(el, signal: SIGINT)
+        XCTAssertTrue(reordered.hasPrefix("ok"), reordered)
+        XCTAssertTrue(log.contains("stopped: queued="), "SIGINT stops the element cleanly: \(log)")
+        let seqs = try chain.tshark(srv, filter: "ip.src == \(ElementChain.client4) && tcp.len > 0", fields: ["tcp.seq_raw"])
+            .compactMap { UInt32($0[0]) }
+        let backwards = zip(seqs, seqs.dropFirst()).filter { Int32(bitPattern: $1 &- $0) < 0 }.count
+        XCTAssertGreaterThan(backwards, 0, "some data overtaken by later data: \(seqs)")
+    }
+
     func testElementRejectsBadArgumentsAndStopsCleanly() throws {
         let bad = try TestShell.run([chain.binary, "_element", "--queue", "3", "--behaviour", "strip:30/99"])
         XCTAssertNotEqual(bad.status, 0)
@@ -501,8 +524,8 @@ final class ElementChain {
     }
 
     /// Stops the element (SIGTERM), removes its rules and returns its log.
-    func stop(_ e: Element) throws -> String {
-        kill(e.process.processIdentifier, SIGTERM)
+    func stop(_ e: Element, signal: Int32 = SIGTERM) throws -> String {
+        kill(e.process.processIdentifier, signal)
         e.process.waitUntilExit()
         for r in rules { _ = try? exec(box, r.deleteArguments) }
         rules = []
