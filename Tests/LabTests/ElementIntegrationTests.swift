@@ -57,6 +57,29 @@ final class ElementIntegrationTests: XCTestCase {
         XCTAssertTrue(log.contains("dropped="), log)
     }
 
+    /// The other way to get RFC 792 quotes: the kernel expires the packet and the element cuts
+    /// the quote of the box's own ICMP error, queued from OUTPUT (how the lab's hop plan feeds it).
+    func testRFC792CutsTheKernelsOwnQuotes() throws {
+        let rules = [
+            ElementQueueRule(tool: "iptables", chain: "OUTPUT", rule: ["-p", "icmp", "--icmp-type", "time-exceeded", "-j", "NFQUEUE", "--queue-num", "4"]),
+            ElementQueueRule(tool: "ip6tables", chain: "OUTPUT", rule: ["-p", "ipv6-icmp", "--icmpv6-type", "time-exceeded", "-j", "NFQUEUE", "--queue-num", "4"]),
+        ]
+        let el = try chain.startElement(["rfc792"], queue: 4, rules: rules)
+        let cap = try chain.capture(chain.client, "eth0", "client")
+        _ = try? chain.exec(chain.client, ["ping", "-c", "1", "-t", "1", "-s", "200", "-W", "1", ElementChain.server4])
+        _ = try? chain.exec(chain.client, ["ping", "-c", "1", "-t", "1", "-s", "200", "-W", "1", ElementChain.server6])
+        try chain.stop(cap)
+        let log = try chain.stop(el)
+        let v4 = try chain.tshark(cap, filter: "icmp.type == 11", fields: ["ip.src", "ip.len"])
+        XCTAssertEqual(v4.count, 1, "\(v4)\n\(log)")
+        XCTAssertEqual(v4.first?[0], "\(ElementChain.box4Left),\(ElementChain.client4)")
+        XCTAssertEqual(v4.first?[1].split(separator: ",").first, "56", "the kernel quoted 228 bytes; 28 are left")
+        let v6 = try chain.tshark(cap, filter: "icmpv6.type == 3", fields: ["ipv6.src", "ipv6.plen"])
+        XCTAssertEqual(v6.count, 1, "\(v6)")
+        XCTAssertEqual(v6.first?[1].split(separator: ",").first, "56")
+        XCTAssertTrue(log.contains("modified=2"), log)
+    }
+
     // MARK: option stripping
 
     func testStripDSSOnDataMakesMPTCPFallBack() throws {
@@ -512,10 +535,11 @@ final class ElementChain {
     struct Element { let process: Process; let log: URL }
 
     /// Installs the queue rules in the box and starts the element on them.
-    func startElement(_ behaviours: [String], queue: UInt16 = 0, seed: UInt64 = 42) throws -> Element {
+    func startElement(_ behaviours: [String], queue: UInt16 = 0, seed: UInt64 = 42,
+                      rules custom: [ElementQueueRule]? = nil) throws -> Element {
         let parsed = try behaviours.map(ElementBehaviour.init(parsing:))
         for r in rules { _ = try? exec(box, r.deleteArguments) }
-        rules = ElementBehaviour.queueRules(for: parsed, queue: queue)
+        rules = custom ?? ElementBehaviour.queueRules(for: parsed, queue: queue)
         for r in rules { try exec(box, r.addArguments) }
         let (p, log) = try spawn(box, [binary, "_element", "--queue", "\(queue)", "--seed", "\(seed)"]
                                     + behaviours.flatMap { ["--behaviour", $0] }, log: "element-\(queue)-\(processes.count).log")

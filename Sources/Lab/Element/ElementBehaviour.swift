@@ -355,6 +355,12 @@ public struct ElementQueueRule: Hashable, Sendable {
     /// Matches and target, after the chain.
     public var rule: [String]
 
+    public init(tool: String, chain: String, rule: [String]) {
+        self.tool = tool
+        self.chain = chain
+        self.rule = rule
+    }
+
     public var addArguments: [String] { [tool, "-w", "-t", "mangle", "-A", chain] + rule }
     public var deleteArguments: [String] { [tool, "-w", "-t", "mangle", "-D", chain] + rule }
 }
