@@ -62,8 +62,9 @@ public final class TraceEngine {
 
     func send(_ id: ProbeIdentity) throws {
         var p = try build(id)
-        do { try network.send(p.bytes) } catch { throw TraceError.network("\(error)") }
+        // Timestamp before the send call: a fast reply can be captured before the call returns.
         p.time = network.now()
+        do { try network.send(p.bytes) } catch { throw TraceError.network("\(error)") }
         sent[id] = p
         probesSent += 1
         if firstSend[id.ttl] == nil { firstSend[id.ttl] = p.time }
@@ -358,6 +359,9 @@ public final class TraceEngine {
         return nil
     }
 
+    /// The source port of the blackhole check's control probe (a separate flow).
+    public static func controlPort(_ sport: UInt16) -> UInt16 { sport == 65535 ? 1024 : sport + 1 }
+
     /// When the trace stalls, runs the same probe without the suspect option; if that one goes
     /// further, the option is blackholed where the first trace went silent.
     func blackholeCheck(_ result: TraceResult) throws -> Finding? {
@@ -368,7 +372,7 @@ public final class TraceEngine {
         control.probe = config.probe.removing(kind: kind)
         control.checkProxy = false
         control.checkBlackhole = false
-        control.sourcePort = config.sourcePort == 65535 ? 1024 : config.sourcePort + 1
+        control.sourcePort = Self.controlPort(config.sourcePort)
         control.sequenceBase = config.sequenceBase &+ 0x0100_0000
         let controlResult = try TraceEngine(configuration: control, network: network).run()
         probesSent += controlResult.probesSent
