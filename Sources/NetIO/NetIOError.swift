@@ -26,6 +26,8 @@ public struct NetIOError: Error, Equatable, Sendable, CustomStringConvertible {
         case pcapFile
         /// The handle was already closed.
         case closed
+        /// nft failed to install or remove the kernel-RST guard.
+        case firewall
     }
 
     public let code: Code
