@@ -36,6 +36,8 @@ let package = Package(
         .target(name: "Report", dependencies: ["Wire", "Diff"]),
         // The trace engine: TTL-limited probes, reply matching, per-hop diffs, findings.
         .target(name: "Trace", dependencies: ["Wire", "Probe", "Diff", "PacketIO", "Report"]),
+        // The session engine: a crafted MPTCP client over PacketIO, and the fallback classifier.
+        .target(name: "Session", dependencies: ["Wire", "PacketIO", "MPTCPCrypto", "Report"]),
         // MPTCP keys, tokens, IDSNs and HMACs over libcrypto.
         .target(name: "MPTCPCrypto", dependencies: ["CCrypto", "Wire"]),
         // The I/O edge: raw injection (libnet), capture and pcap files (libpcap), privileges.
@@ -47,7 +49,7 @@ let package = Package(
             name: "mptracebox",
             dependencies: [
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                "Wire", "Probe", "Trace", "Report", "MPTCPCrypto", "NetIO", "Lab",
+                "Wire", "Probe", "Trace", "Report", "MPTCPCrypto", "NetIO", "Lab", "Session",
             ]),
         .executableTarget(name: "mptracebox-bench", dependencies: ["Wire", "MPTCPCrypto"]),
 
@@ -59,6 +61,8 @@ let package = Package(
         .testTarget(name: "TraceTests", dependencies: ["Trace", "Diff", "Probe", "Wire", "PacketIO", "Report"]),
         .testTarget(name: "OracleTests",
                     dependencies: ["Wire", "MPTCPCrypto", "NetIO", "Lab", "TestSupport"]),
+        .testTarget(name: "SessionTests",
+                    dependencies: ["Session", "Wire", "MPTCPCrypto", "PacketIO", "NetIO", "Lab", "Report", "TestSupport"]),
         .testTarget(name: "LabTests", dependencies: ["Lab", "Wire", "NetIO", "TestSupport"]),
     ]
 )
