@@ -137,7 +137,7 @@ public final class SessionEngine {
         record.facts.echoMatches = config.expectEcho ? Array(deliveredData().prefix(config.payload.count)) == config.payload : nil
         if config.fastClose && mptcp { try fastClose(initial) } else { try close() }
         record.facts.bytesSent = dataSent
-        record.facts.bytesAckedDataLevel = dataAcked
+        record.facts.bytesAckedDataLevel = min(dataAcked, dataSent)
         record.facts.bytesAckedSubflow = subflows.reduce(0) { $0 + Int($1.sndUna &- $1.iss) - 1 - ($1.finSent && $1.sndUna == $1.sndNxt ? 1 : 0) }
     }
 
@@ -360,10 +360,8 @@ public final class SessionEngine {
 
     /// The data received at the data level (or, after a fallback, the initial subflow's bytes).
     func deliveredData() -> [UInt8] {
-        if record.facts.versionUsed != nil && !(mptcp || subflows.first?.infiniteFrom != nil) && received.isEmpty {
-            return subflows.first?.stream ?? []
-        }
-        if !mptcp && received.isEmpty { return subflows.first?.stream ?? [] }
+        // After a fallback (single subflow) the initial subflow's bytes are the data.
+        if !mptcp, let first = subflows.first, first.stream.count > received.count { return first.stream }
         return received
     }
 
@@ -722,7 +720,8 @@ public final class SessionEngine {
         if h.flags.contains(.ack), seqGT(h.acknowledgmentNumber, sf.sndUna), seqLE(h.acknowledgmentNumber, sf.sndNxt) {
             sf.sndUna = h.acknowledgmentNumber
             // RFC 8684 §3.7: data acknowledged without any DSS ever seen means the server fell back.
-            if mptcp && record.facts.firstServerDSS == nil && !h.options.mptcp.contains(where: { if case .dss = $0 { return true }; return false })
+            // An MPTCP peer puts a DSS on every ACK (RFC 8684 §3.3); one without covers our data only after a fallback.
+            if mptcp && !h.options.mptcp.contains(where: { if case .dss = $0 { return true }; return false })
                 && seqGT(h.acknowledgmentNumber, sf.iss &+ 1) && sf.kind == .initial {
                 record.facts.dataAckedWithoutDSS = i
                 mptcp = false
