@@ -26,38 +26,32 @@ final class TsharkDissectionTests: XCTestCase {
     }
 
     static func mptcpCases(v6: Bool) -> [OracleCase] {
+        let family = v6 ? "IPv6" : "IPv4"
         var cases: [OracleCase] = []
         var port: UInt16 = 41000
-        do {
-            for (name, option) in Fixtures.mptcpVariants {
-                var seg = TCPIntent(v6: v6, sourcePort: port, flags: Self.segmentFlags(for: option), options: [.mptcp(option)])
-                seg.payload = Self.payload(for: option)
-                if seg.flags.contains(.ack) { seg.ack = 0x2000_0001 }
-                cases.append(OracleCase(name: "\(name) (\(v6 ? "IPv6" : "IPv4"))", tcp: seg))
-                port += 1
-            }
+        func add(_ name: String, _ seg: TCPIntent) {
+            var seg = seg
+            seg.sourcePort = port   // one TCP stream per packet, so tshark's stream analysis stays quiet
+            port += 1
+            if seg.flags.contains(.ack) && seg.ack == 0 { seg.ack = 0x2000_0001 }
+            cases.append(OracleCase(name: "\(name) (\(family))", tcp: seg))
+        }
+        for (name, option) in Fixtures.mptcpVariants {
+            var seg = TCPIntent(v6: v6, sourcePort: 0, flags: segmentFlags(for: option), options: [.mptcp(option)])
+            seg.payload = payload(for: option)
+            add(name, seg)
         }
         // Realistic combinations: the option lists Linux sends, and a full 40-byte option space.
-        do {
-            cases.append(OracleCase(name: "linux-syn (\(v6 ? "IPv6" : "IPv4"))",
-                                    tcp: TCPIntent(v6: v6, sourcePort: port, flags: .syn, options: Fixtures.linuxSYNOptions)))
-            port += 1
-            let dss = DSS(dataACK: 0x0102_0304_0506_0708, dataACK64: true,
-                          mapping: DSS.Mapping(dataSequenceNumber: 0x0a0b_0c0d_0e0f_1011, subflowSequenceNumber: 1, dataLevelLength: 5))
-            var data = TCPIntent(v6: v6, sourcePort: port, flags: [.ack, .psh],
-                                 options: [.noOperation, .noOperation, .timestamps(value: 7, echoReply: 9), .mptcp(.dss(dss))])
-            data.ack = 0x2000_0001
-            data.payload = Array("hello".utf8)
-            cases.append(OracleCase(name: "linux-data-ts-dss (\(v6 ? "IPv6" : "IPv4"))", tcp: data))
-            port += 1
-            let full: [TCPOption] = [.timestamps(value: 1, echoReply: 2),
-                                     .mptcp(.addAddress(AddAddress(addressID: 9, address: .v6(IPv6Address("2001:db8:9::9")!),
-                                                                   port: 65535, hmac: 0xffee_ddcc_bbaa_9988)))]
-            var fullSeg = TCPIntent(v6: v6, sourcePort: port, flags: .ack, options: full)
-            fullSeg.ack = 1
-            cases.append(OracleCase(name: "full-40-byte-option-space (\(v6 ? "IPv6" : "IPv4"))", tcp: fullSeg))
-            port += 1
-        }
+        add("linux-syn", TCPIntent(v6: v6, sourcePort: 0, flags: .syn, options: Fixtures.linuxSYNOptions))
+        let dss = DSS(dataACK: 0x0102_0304_0506_0708, dataACK64: true,
+                      mapping: DSS.Mapping(dataSequenceNumber: 0x0a0b_0c0d_0e0f_1011, subflowSequenceNumber: 1, dataLevelLength: 5))
+        var data = TCPIntent(v6: v6, sourcePort: 0, flags: [.ack, .psh],
+                             options: [.noOperation, .noOperation, .timestamps(value: 7, echoReply: 9), .mptcp(.dss(dss))])
+        data.payload = Array("hello".utf8)
+        add("linux-data-ts-dss", data)
+        let addAddr = AddAddress(addressID: 9, address: .v6(IPv6Address("2001:db8:9::9")!), port: 65535, hmac: 0xffee_ddcc_bbaa_9988)
+        add("full-40-byte-option-space",
+            TCPIntent(v6: v6, sourcePort: 0, flags: .ack, options: [.timestamps(value: 1, echoReply: 2), .mptcp(.addAddress(addAddr))]))
         return cases
     }
 
@@ -143,6 +137,56 @@ final class TsharkDissectionTests: XCTestCase {
                                                      extensions: ext)))
         }
         try Self.check(cases)
+    }
+
+    // MARK: - Malformed options: Wire and tshark must both reject them
+
+    /// Option areas with a bad length. Wire must parse each as `.malformed` (of the right kind) and
+    /// tshark must flag it too. tshark 4.0 validates the lengths of the classic options only; it
+    /// dissects any MPTCP length as far as the bytes go and accepts odd TFO cookie lengths that
+    /// RFC 7413 and Linux reject, so those are covered by WireTests alone.
+    func testMalformedOptionLengthsAreFlaggedByBoth() throws {
+        try TestEnvironment.requireTool("tshark")
+        let areas: [(String, [UInt8], String)] = [
+            ("mss-len-3", [2, 3, 5, 1], "option length should be 4"),
+            ("wscale-len-4", [3, 4, 7, 0], "option length should be 3"),
+            ("sack-permitted-len-3", [4, 3, 0, 1], "option length should be 2"),
+            ("sack-len-11", [5, 11] + [UInt8](repeating: 1, count: 9) + [1], "suboption would go past end of option"),
+            ("timestamps-len-9", [8, 9] + [UInt8](repeating: 1, count: 7) + [1], "option length should be 10"),
+            ("md5-len-10", [19, 10] + [UInt8](repeating: 1, count: 8) + [1, 1], "option length should be 18"),
+            ("length-1", [99, 1, 1, 1], "too-short option length = 1 byte"),
+            ("length-0", [2, 0, 1, 1], "too-short option length = 0 bytes"),
+            ("overrun", [99, 9, 1, 1], "says option goes past end of options"),
+            ("mptcp-len-2", [30, 2, 1, 1], "Malformed Packet"),
+        ]
+        var packets: [[UInt8]] = []
+        for (i, (name, area, _)) in areas.enumerated() {
+            let kind = area[0]
+            let parsed = TCPOptions.parse(ByteReader(area))
+            guard case .malformed(let m)? = parsed.options.first, m.kind == kind else {
+                XCTFail("\(name): Wire parses \(area) as \(parsed.options), not as a malformed kind \(kind)")
+                continue
+            }
+            var seg = TCPIntent(v6: i % 2 == 1, sourcePort: UInt16(45000 + i), flags: .syn, options: [.malformed(m)])
+            seg.options += parsed.options.dropFirst()
+            packets.append(try OracleCase.build(seg).serialized(finalize: true))
+        }
+        guard packets.count == areas.count else { return }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mptracebox-oracle-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let pcap = dir.appendingPathComponent("malformed.pcap").path
+        try RawIPPcap.write(packets, to: pcap)
+        let frames = try Tshark.dissect(pcap: pcap, fields: ["tcp.option_kind"], preferences: ["tcp.check_checksum": "TRUE"])
+        XCTAssertEqual(frames.count, areas.count)
+        for ((name, area, message), frame) in zip(areas, frames) {
+            // tshark stops before the kind field when the length itself is invalid.
+            if let kind = frame["tcp.option_kind"].first {
+                XCTAssertEqual(kind, "\(area[0])", "\(name): tshark sees another option kind")
+            }
+            XCTAssertTrue(frame.expertItems.contains { $0.message.contains(message) },
+                          "\(name): tshark does not flag \(area); its expert items: \(frame.expertItems.map(\.message))")
+        }
     }
 
     // MARK: - What the segments look like
