@@ -3,7 +3,7 @@
 //
 // Properties checked on every input, the same as Tests/WireTests/FuzzPropertyTests.swift plus two:
 // - IPPacket.parse never traps; whatever serializes back gives exactly the input's bytes, up to
-//   the IP length field (link padding beyond it is dropped);
+//   the IP length field (link padding beyond it is dropped), and those bytes parse to the same packet;
 // - the decoded ICMP views (quote, extensions, MPLS labels) are usable;
 // - a finalized packet parses again and finalizing it again changes nothing;
 // - TCPOptions.parse over the raw bytes as an option area writes the same bytes back.
@@ -47,6 +47,10 @@ func checkPacket(_ input: [UInt8]) {
     if let out = try? p.serialized() {
         guard out.count <= input.count, out == Array(input.prefix(out.count)) else {
             fatalError("round trip differs: in \(hex(input)) out \(hex(out))")
+        }
+        // Parsing is a function of the bytes it uses: the written bytes decode to the same packet.
+        guard (try? IPPacket.parse(out)) == p else {
+            fatalError("reparse differs: in \(hex(input)) out \(hex(out))")
         }
     }
     if case .icmp(let m) = p.transport {
