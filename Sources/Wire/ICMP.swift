@@ -91,6 +91,18 @@ public struct ICMPQuote: Hashable, Sendable {
     public var packet: IPPacket?
     /// Why decoding stopped short, when it did.
     public var error: WireError?
+
+    /// A quote of `bytes`, decoded as far as it goes.
+    public init(bytes: [UInt8]) {
+        self.bytes = bytes
+        do { packet = try IPPacket.parse(bytes, depth: 1) } catch let e as WireError { error = e } catch {}
+    }
+
+    init(bytes: [UInt8], packet: IPPacket?, error: WireError?) {
+        self.bytes = bytes
+        self.packet = packet
+        self.error = error
+    }
 }
 
 /// ICMP message types the tracer cares about (open set).

@@ -97,6 +97,11 @@ public struct IPPacket: Hashable, Sendable {
         return packet
     }
 
+    /// The packet with length fields and checksums set, as it will be on the wire.
+    public func finalized() throws -> IPPacket {
+        try IPPacket.parse(serialized(finalize: true))
+    }
+
     /// The packet's bytes. With `finalize`, length fields and checksums (IPv4 header, TCP, UDP,
     /// ICMP, ICMPv6) are computed; otherwise every field is written as stored, so that
     /// `parse(b).serialized() == b` for any complete packet `b`.
