@@ -39,7 +39,7 @@ let package = Package(
         // MPTCP keys, tokens, IDSNs and HMACs over libcrypto.
         .target(name: "MPTCPCrypto", dependencies: ["CCrypto", "Wire"]),
         // The I/O edge: raw injection (libnet), capture and pcap files (libpcap), privileges.
-        .target(name: "NetIO", dependencies: ["CPcap", "CLibnet", "Wire"]),
+        .target(name: "NetIO", dependencies: ["CPcap", "CLibnet", "Wire", "PacketIO"]),
         // The network-namespace testbed: routers, middleboxes, servers.
         .target(name: "Lab", dependencies: ["Wire", "CNetfilterQueue"]),
 
@@ -47,7 +47,7 @@ let package = Package(
             name: "mptracebox",
             dependencies: [
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                "Wire", "MPTCPCrypto", "NetIO", "Lab",
+                "Wire", "Probe", "Trace", "Report", "MPTCPCrypto", "NetIO", "Lab",
             ]),
         .executableTarget(name: "mptracebox-bench", dependencies: ["Wire", "MPTCPCrypto"]),
 

@@ -62,8 +62,9 @@ public final class TraceEngine {
 
     func send(_ id: ProbeIdentity) throws {
         var p = try build(id)
-        do { try network.send(p.bytes) } catch { throw TraceError.network("\(error)") }
+        // Timestamp before the send call: a fast reply can be captured before the call returns.
         p.time = network.now()
+        do { try network.send(p.bytes) } catch { throw TraceError.network("\(error)") }
         sent[id] = p
         probesSent += 1
         if firstSend[id.ttl] == nil { firstSend[id.ttl] = p.time }
@@ -202,9 +203,13 @@ public final class TraceEngine {
         var nextSend = network.now()
         var retriesQueued: [Int: Int] = [:]  // ttl -> attempts queued so far
         let spacing = config.timeout / Double(config.retries + 1)
+        // A bound no trace can legitimately exceed: every probe paced, plus two timeouts.
+        let hardStop = nextSend + Double((config.maxTTL - config.minTTL + 1) * (config.retries + 1)) / config.rate
+            + 2 * config.timeout + 1
 
         while true {
             let now = network.now()
+            if now >= hardStop { return }
             // Send what is due, skipping TTLs past the end of the path.
             while let id = queue.first, nextSend <= now {
                 queue.removeFirst()
@@ -228,12 +233,15 @@ public final class TraceEngine {
             // Wait for a reply until the next thing to do.
             var wake = now + config.timeout
             if !queue.isEmpty { wake = min(wake, nextSend) }
+            // Only future events: a deadline already passed has been dealt with above.
             for (ttl, first) in firstSend where hops[ttl]?.reply == ReplyKind.none {
                 let done = retriesQueued[ttl, default: 0]
-                if done < config.retries { wake = min(wake, first + spacing * Double(done + 1)) }
-                wake = min(wake, first + config.timeout)
+                let retryAt = first + spacing * Double(done + 1)
+                if done < config.retries, retryAt > now { wake = min(wake, retryAt) }
+                if first + config.timeout > now { wake = min(wake, first + config.timeout) }
             }
-            wake = max(wake, now)
+            // Never spin: wait at least a millisecond when nothing is due.
+            wake = max(wake, now + 0.001)
             if let packet = try receive(until: wake) { handle(packet) }
         }
     }
@@ -351,6 +359,9 @@ public final class TraceEngine {
         return nil
     }
 
+    /// The source port of the blackhole check's control probe (a separate flow).
+    public static func controlPort(_ sport: UInt16) -> UInt16 { sport == 65535 ? 1024 : sport + 1 }
+
     /// When the trace stalls, runs the same probe without the suspect option; if that one goes
     /// further, the option is blackholed where the first trace went silent.
     func blackholeCheck(_ result: TraceResult) throws -> Finding? {
@@ -361,7 +372,7 @@ public final class TraceEngine {
         control.probe = config.probe.removing(kind: kind)
         control.checkProxy = false
         control.checkBlackhole = false
-        control.sourcePort = config.sourcePort == 65535 ? 1024 : config.sourcePort + 1
+        control.sourcePort = Self.controlPort(config.sourcePort)
         control.sequenceBase = config.sequenceBase &+ 0x0100_0000
         let controlResult = try TraceEngine(configuration: control, network: network).run()
         probesSent += controlResult.probesSent
