@@ -36,8 +36,22 @@ public enum Addressing {
     public static func ipv6Aggregate(path: Int) -> String { "2001:db8:\(path)::/48" }
 
     public static func ipv4(path: Int, link: Int, end: Int) -> String { "198.\(18 + path).\(link).\(end)" }
+    /// Canonical text (RFC 5952) of 2001:db8:PATH:LINK::END; end 0 is the network address.
     public static func ipv6(path: Int, link: Int, end: Int) -> String {
-        "2001:db8:\(path):\(String(link, radix: 16))::\(end)"
+        let groups = [0x2001, 0xdb8, path, link, 0, 0, 0, end]
+        // Longest run of zero groups (length ≥ 2) becomes "::".
+        var best = (start: -1, len: 0), i = 0
+        while i < 8 {
+            if groups[i] == 0 {
+                var j = i
+                while j < 8 && groups[j] == 0 { j += 1 }
+                if j - i > best.len && j - i >= 2 { best = (i, j - i) }
+                i = j
+            } else { i += 1 }
+        }
+        let hex = groups.map { String($0, radix: 16) }
+        guard best.start >= 0 else { return hex.joined(separator: ":") }
+        return hex[..<best.start].joined(separator: ":") + "::" + hex[(best.start + best.len)...].joined(separator: ":")
     }
 
     /// Interface names: `p0`/`p1` at the client and server, `left`/`right` in a hop.
