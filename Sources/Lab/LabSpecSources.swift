@@ -74,6 +74,7 @@ extension LabSpec {
         if let e = error as? DecodingError {
             switch e {
             case .typeMismatch(_, let c), .valueNotFound(_, let c), .keyNotFound(_, let c), .dataCorrupted(let c):
+                if let inner = c.underlyingError as? LabSpecError { return inner.description }
                 let at = c.codingPath.map(\.stringValue).joined(separator: ".")
                 return (at.isEmpty ? "" : "at \(at): ") + c.debugDescription
             @unknown default: return "\(e)"
