@@ -15,6 +15,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // C system libraries (Debian packages).
@@ -43,7 +44,7 @@ let package = Package(
         // The I/O edge: raw injection (libnet), capture and pcap files (libpcap), privileges.
         .target(name: "NetIO", dependencies: ["CPcap", "CLibnet", "Wire", "PacketIO"]),
         // The network-namespace testbed: routers, middleboxes, servers.
-        .target(name: "Lab", dependencies: ["Wire", "CNetfilterQueue"]),
+        .target(name: "Lab", dependencies: ["Wire", "CNetfilterQueue", .product(name: "Yams", package: "Yams")]),
 
         .executableTarget(
             name: "mptracebox",
@@ -51,7 +52,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 "Wire", "Probe", "Trace", "Report", "MPTCPCrypto", "NetIO", "Lab", "Session",
             ]),
-        .executableTarget(name: "mptracebox-bench", dependencies: ["Wire", "MPTCPCrypto"]),
+        .executableTarget(name: "mptracebox-bench", dependencies: ["Wire", "MPTCPCrypto", "Lab"]),
 
         // Shared test helpers: privilege checks that fail (not skip) under CI=true, tshark, netns.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
