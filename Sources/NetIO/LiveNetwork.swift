@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import PacketIO
+import Wire
 
 /// The real network for the engines: libnet injection and libpcap capture behind `PacketNetwork`.
 ///
@@ -17,6 +18,9 @@ public final class LiveNetwork: PacketNetwork {
         public var interface: String?
         /// Write every packet sent and received to this pcap file.
         public var pcapPath: String?
+        /// Local addresses whose packets leave through a socket bound to them (so source-based
+        /// policy routing sends them down their own path, e.g. an MP_JOIN from a second address).
+        public var boundSources: [IPAddress] = []
 
         public init(filter: String, device: String = "any", mark: UInt32? = nil, interface: String? = nil, pcapPath: String? = nil) {
             self.filter = filter
@@ -30,12 +34,17 @@ public final class LiveNetwork: PacketNetwork {
     private let capture: PacketCapture
     private let injector: RawInjector
     private let writer: PcapFileWriter?
+    private var boundInjectors: [[UInt8]: RawInjector] = [:]
 
     public init(options: Options) throws {
         try Privileges.require([.netRaw], for: "sending crafted probes and capturing replies")
         capture = try PacketCapture(options: PacketCapture.Options(device: options.device, filter: options.filter))
         injector = try RawInjector(options: RawInjector.Options(mark: options.mark, interface: options.interface))
         writer = try options.pcapPath.map { try PcapFileWriter(path: $0) }
+        for a in options.boundSources {
+            boundInjectors[a.bytes] = try RawInjector(options: RawInjector.Options(
+                mark: options.mark, interface: options.interface, families: [a.bytes.count == 4 ? .v4 : .v6], bindAddress: a.bytes))
+        }
     }
 
     deinit { close() }
@@ -43,11 +52,12 @@ public final class LiveNetwork: PacketNetwork {
     public func close() {
         capture.close()
         injector.close()
+        for i in boundInjectors.values { i.close() }
         try? writer?.close()
     }
 
     public func send(_ packet: [UInt8]) throws {
-        _ = try injector.send(packet)
+        _ = try (boundInjectors.isEmpty ? injector : boundInjectors[Self.source(of: packet)] ?? injector).send(packet)
         try writer?.write(packet, timestamp: Self.timestamp(now()))
     }
 
@@ -68,6 +78,14 @@ public final class LiveNetwork: PacketNetwork {
         var tv = timeval()
         gettimeofday(&tv, nil)
         return Double(tv.tv_sec) + Double(tv.tv_usec) / 1e6
+    }
+
+    /// The source address bytes of an IP packet (empty when too short).
+    static func source(of p: [UInt8]) -> [UInt8] {
+        guard let first = p.first else { return [] }
+        if first >> 4 == 4, p.count >= 20 { return Array(p[12..<16]) }
+        if first >> 4 == 6, p.count >= 40 { return Array(p[8..<24]) }
+        return []
     }
 
     static func timestamp(_ t: Double) -> PacketTimestamp {

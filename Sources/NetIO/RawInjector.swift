@@ -28,11 +28,16 @@ public final class RawInjector {
         public var interface: String?
         /// Which families to open.
         public var families: Set<IPFamily>
+        /// Bind the socket of this address's family to it: the kernel's route lookup for a
+        /// header-including raw socket takes the source from the socket, not from the packet, so
+        /// source-based policy routing (a second path) applies only to a bound socket.
+        public var bindAddress: [UInt8]?
 
-        public init(mark: UInt32? = nil, interface: String? = nil, families: Set<IPFamily> = [.v4, .v6]) {
+        public init(mark: UInt32? = nil, interface: String? = nil, families: Set<IPFamily> = [.v4, .v6], bindAddress: [UInt8]? = nil) {
             self.mark = mark
             self.interface = interface
             self.families = families
+            self.bindAddress = bindAddress
         }
     }
 
@@ -146,11 +151,38 @@ public final class RawInjector {
                 try setOption(fd, SO_BINDTODEVICE, &bytes, socklen_t(bytes.count), what: "SO_BINDTODEVICE \(name)",
                               capability: .netRaw)
             }
+            if let a = options.bindAddress, a.count == (family == .v4 ? 4 : 16) {
+                try bind(fd, address: a)
+            }
         } catch {
             libnet_destroy(context)
             throw error
         }
         return context
+    }
+
+    private static func bind(_ fd: Int32, address a: [UInt8]) throws {
+        let result: Int32
+        if a.count == 4 {
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            withUnsafeMutableBytes(of: &sin.sin_addr) { $0.copyBytes(from: a) }
+            result = withUnsafePointer(to: &sin) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        } else {
+            var sin6 = sockaddr_in6()
+            sin6.sin6_family = sa_family_t(AF_INET6)
+            withUnsafeMutableBytes(of: &sin6.sin6_addr) { $0.copyBytes(from: a) }
+            result = withUnsafePointer(to: &sin6) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            }
+        }
+        guard result == 0 else {
+            let code = errno
+            throw NetIOError(.socketOption, "binding the raw socket to \(a.count == 4 ? a.map(String.init).joined(separator: ".") : "an IPv6 address") failed: "
+                + errnoText(code) + (code == EADDRNOTAVAIL ? " (the address is not configured on this host)" : ""))
+        }
     }
 
     private static func setOption(_ fd: Int32, _ option: Int32, _ value: UnsafeRawPointer, _ length: socklen_t,

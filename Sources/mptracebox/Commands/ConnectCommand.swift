@@ -74,6 +74,9 @@ struct ConnectCommand: ParsableCommand {
     @Option(name: .long, help: "Retransmissions per step.")
     var retries: Int = 3
 
+    @Flag(name: .long, help: .hidden)
+    var noRstGuard = false
+
     @Flag(name: .long, help: "Print the JSON document (schema mptracebox.session/1).")
     var json = false
 
@@ -121,10 +124,13 @@ struct ConnectCommand: ParsableCommand {
             config.retries = retries
             do { try config.validate() } catch let e as SessionError { throw CLIError.usage(e.description) }
 
-            let guardTable = try RSTGuard(ports: config.localPorts)
-            defer { guardTable.remove() }
-            let network = try LiveNetwork(options: LiveNetwork.Options(
-                filter: SessionEngine.captureFilter(config), mark: RSTGuard.mark, interface: target.interface, pcapPath: pcap))
+            // --no-rst-guard (hidden) exists to show, in tests, what the guard prevents.
+            let guardTable = noRstGuard ? nil : try RSTGuard(ports: config.localPorts)
+            defer { guardTable?.remove() }
+            var netOptions = LiveNetwork.Options(filter: SessionEngine.captureFilter(config), mark: RSTGuard.mark,
+                                                 interface: target.interface, pcapPath: pcap)
+            if let j = config.joinSource, j != config.source { netOptions.boundSources = [j] }
+            let network = try LiveNetwork(options: netOptions)
             defer { network.close() }
             let record = try SessionEngine(configuration: config, network: network).run()
             let verdicts = SessionClassifier.classify(record)

@@ -1,0 +1,161 @@
+import Foundation
+import XCTest
+import TestSupport
+import Lab
+
+/// The crafted client against real kernel MPTCP servers behind real middleboxes. Each verdict is
+/// asserted from the JSON and confirmed independently by the server's kernel counters or log.
+final class SessionLabTests: XCTestCase {
+    func testCleanPathIsMPTCPWithJoinAndAddAddrAndTheServerGotTheData() throws {
+        let lab = try SessionLab(self, hops: ["router"])
+        let (doc, d, _) = try lab.connect()
+        XCTAssertEqual(doc.verdict, "mptcp")
+        XCTAssertEqual(doc.subflowVerdicts, ["mptcp", "join.ok"])
+        XCTAssertEqual(doc.addAddrVerdict, "add-addr.ok")
+        XCTAssertEqual(doc["payload"] as? String, "intact")
+        XCTAssertEqual(doc.counters["bytes_acked_data_level"], 4000)
+        XCTAssertEqual(doc["checksums"] as? Bool, true)
+        // The server's kernel: MPTCP handshake, keys on the third ACK, a join with a valid HMAC,
+        // our ADD_ADDR accepted (HMAC valid) and echoed; no checksum or HMAC failures.
+        XCTAssertEqual(d["MPCapableSYNRX"], 1)
+        XCTAssertEqual(d["MPCapableACKRX"], 1)
+        XCTAssertEqual(d["MPJoinSynRx"], 1)
+        XCTAssertEqual(d["MPJoinAckRx"], 1)
+        XCTAssertEqual(d["AddAddr"], 1)
+        XCTAssertEqual(d["EchoAddTx"] ?? 0, 1)
+        for bad in ["DataCsumErr", "MPJoinAckHMacFailure", "MPJoinSynAckHMacFailure", "MPCapableFallbackACK", "DssFallback", "MPFailTx", "AddAddrDrop"] {
+            XCTAssertEqual(d[bad] ?? 0, 0, bad)
+        }
+        // The server's socket: MPTCP to the end, and it received (and echoed) exactly what was sent.
+        let closed = lab.serverClosed()
+        XCTAssertEqual(closed.count, 1)
+        XCTAssertEqual(closed.first?["bytes_in"] as? Int, 4000)
+        XCTAssertEqual(closed.first?["mptcp_at_close"] as? Bool, true)
+    }
+
+    func testCleanPathWithoutChecksumsAndIPv6() throws {
+        let lab = try SessionLab(self, hops: ["router"])
+        let (doc, d, _) = try lab.connect(["-6", "--no-checksum", "--size", "10000"], target: lab.lab.serverIPv6)
+        XCTAssertEqual(doc.verdict, "mptcp")
+        XCTAssertEqual(doc.subflowVerdicts, ["mptcp", "join.ok"])
+        XCTAssertEqual(doc["checksums"] as? Bool, false)
+        XCTAssertEqual(doc.counters["bytes_acked_data_level"], 10000)
+        XCTAssertEqual(d["MPCapableACKRX"], 1)
+        XCTAssertEqual(d["MPJoinAckRx"], 1)
+        XCTAssertEqual(lab.serverClosed().first?["bytes_in"] as? Int, 10000)
+    }
+
+    func testPlainTCPServer() throws {
+        let lab = try SessionLab(self, hops: ["router"], servers: ["tcp:80"])
+        let (doc, d, _) = try lab.connect()
+        XCTAssertEqual(doc.verdict, "fallback.not-mptcp-server")
+        XCTAssertEqual(d["MPCapableSYNRX"] ?? 0, 0)
+        // The data still went through as plain TCP.
+        XCTAssertEqual(lab.serverClosed().first?["proto"] as? String, "tcp")
+        XCTAssertEqual(lab.serverClosed().first?["bytes_in"] as? Int, 4000)
+        XCTAssertEqual(doc["payload"] as? String, "intact")
+    }
+
+    func testVersionAutoRetriesWithV0AndStillReportsAPlainServer() throws {
+        let lab = try SessionLab(self, hops: ["router"], servers: ["tcp:80"])
+        let (doc, _, raw) = try lab.connect(["--mptcp-version", "auto"])
+        XCTAssertEqual(doc.verdict, "fallback.not-mptcp-server")
+        XCTAssertTrue(raw.contains("syn v0"), "a v0 SYN was tried")
+        XCTAssertTrue(raw.contains("a v0 SYN was answered without MP_CAPABLE too"))
+    }
+
+    func testMPCapableStrippedFromTheSYN() throws {
+        // A router after the stripping box quotes the SYN as it left the box.
+        let lab = try SessionLab(self, hops: ["router", "strip:30@syn", "router"])
+        let (doc, d, _) = try lab.connect()
+        XCTAssertEqual(doc.verdict, "fallback.syn-stripped")
+        XCTAssertEqual(doc.detail["hop"], "3")
+        XCTAssertEqual(d["MPCapableSYNRX"] ?? 0, 0, "the server never saw MP_CAPABLE")
+        XCTAssertEqual(lab.serverClosed().first?["mptcp"] as? Bool, false)
+    }
+
+    func testMPCapableStrippedFromTheSYNACK() throws {
+        let lab = try SessionLab(self, hops: ["router", "strip:30@synack"])
+        let (doc, d, _) = try lab.connect()
+        XCTAssertEqual(doc.verdict, "fallback.synack-stripped")
+        XCTAssertEqual(d["MPCapableSYNRX"], 1, "the server did see our MP_CAPABLE")
+        XCTAssertEqual(d["MPCapableFallbackACK"], 1, "and fell back when our third ACK had none")
+    }
+
+    func testSYNsWithMPCapableDropped() throws {
+        let lab = try SessionLab(self, hops: ["router", "drop:30@syn"])
+        let (doc, d, _) = try lab.connect(["--retries", "2"])
+        XCTAssertEqual(doc.verdict, "fallback.syn-dropped")
+        XCTAssertEqual(d["MPCapableSYNRX"] ?? 0, 0)
+    }
+
+    func testMPCapableStrippedFromTheThirdACKAndFirstData() throws {
+        let lab = try SessionLab(self, hops: ["router", "strip:30@nonsyn"])
+        let (doc, d, _) = try lab.connect()
+        XCTAssertEqual(doc.verdict, "fallback.ack-stripped")
+        XCTAssertEqual(d["MPCapableSYNRX"], 1)
+        XCTAssertEqual(d["MPCapableACKRX"] ?? 0, 0, "the server never got our keys")
+        XCTAssertEqual(d["MPCapableFallbackACK"], 1)
+        XCTAssertEqual(lab.serverClosed().first?["bytes_in"] as? Int, 4000, "the data went through as TCP")
+    }
+
+    func testDSSStrippedOnData() throws {
+        let lab = try SessionLab(self, hops: ["router", "strip:30@data"])
+        let (doc, d, _) = try lab.connect()
+        XCTAssertEqual(doc.verdict, "fallback.dss-stripped")
+        XCTAssertEqual(doc.detail["direction"], "client-to-server")
+        XCTAssertEqual(d["MPCapableACKRX"], 1, "the keys arrived on the third ACK")
+        XCTAssertEqual(d["DssFallback"], 1, "the server fell back on data without a mapping")
+    }
+
+    func testSYNProxy() throws {
+        let lab = try SessionLab(self, hops: ["router", "synproxy"])
+        let (doc, d, _) = try lab.connect()
+        XCTAssertEqual(doc.verdict, "fallback.proxy")
+        XCTAssertEqual(doc.detail["hop"], "2")
+        XCTAssertEqual(d["MPCapableSYNRX"] ?? 0, 0, "the proxy's SYN to the server carries no MP_CAPABLE")
+    }
+
+    func testTerminatingProxy() throws {
+        let lab = try SessionLab(self, hops: ["router", "proxy"])
+        let (doc, d, _) = try lab.connect()
+        XCTAssertEqual(doc.verdict, "fallback.proxy")
+        XCTAssertEqual(doc.detail["hop"], "2")
+        XCTAssertEqual(d["MPCapableSYNRX"] ?? 0, 0)
+        // The server's peer is the proxy, not the client.
+        let peer = lab.serverClosed().first?["peer"] as? String ?? ""
+        XCTAssertFalse(peer.hasSuffix(lab.lab.clientIPv4), "peer \(peer)")
+    }
+
+    func testADDADDRDropped() throws {
+        let lab = try SessionLab(self, hops: ["router", "drop:30/3"])
+        let (doc, d, _) = try lab.connect(["--no-join", "--retries", "2"])
+        XCTAssertEqual(doc.verdict, "mptcp")
+        XCTAssertEqual(doc.addAddrVerdict, "add-addr.no-echo")
+        XCTAssertEqual(d["AddAddr"] ?? 0, 0, "no ADD_ADDR reached the server")
+        XCTAssertEqual(d["MPCapableACKRX"], 1)
+    }
+
+    func testJoinThroughNATOnTheSecondPath() throws {
+        let lab = try SessionLab(self, hops: ["router"], secondPath: ["nat"])
+        let joinFrom = Addressing.clientIPv4(path: 1)
+        let (doc, d, _) = try lab.connect(["--join-from", joinFrom])
+        XCTAssertEqual(doc.verdict, "mptcp")
+        XCTAssertEqual(doc.subflowVerdicts, ["mptcp", "join.ok"])
+        XCTAssertEqual(d["MPJoinSynRx"], 1)
+        XCTAssertEqual(d["MPJoinAckRx"], 1)
+        XCTAssertEqual(d["MPJoinAckHMacFailure"] ?? 0, 0)
+        // The NAT box translated the join: its masquerade rule counted packets.
+        let rules = try lab.lab.check(Node.hop(path: 1, index: 1), ["nft", "list", "ruleset"])
+        let masq = rules.split(separator: "\n").first { $0.contains("masquerade") } ?? ""
+        let packets = masq.split(separator: " ").drop { $0 != "packets" }.dropFirst().first.flatMap { Int($0) } ?? 0
+        XCTAssertGreaterThan(packets, 0, String(masq))
+    }
+
+    func testClosedPortIsRefused() throws {
+        let lab = try SessionLab(self, hops: ["router"], servers: ["closed:80"])
+        let (doc, d, _) = try lab.connect()
+        XCTAssertEqual(doc.verdict, "refused")
+        XCTAssertEqual(d["MPCapableSYNRX"] ?? 0, 0, "a closed port's RST is not an MPTCP listener")
+    }
+}
