@@ -42,6 +42,23 @@ final class SessionLab {
         return (doc, delta, r.stdout)
     }
 
+    /// Starts a command in a node's namespace without waiting; output goes to a file (never a
+    /// pipe, so a long-lived child cannot hold the caller's pipes open). Returns its pid.
+    func start(_ node: Node, _ argv: [String]) throws -> Process {
+        let log = "\(lab.stateDirectory)/bg-\(UUID().uuidString.prefix(8)).log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        if !FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") { p.executableURL = URL(fileURLWithPath: "/sbin/ip") }
+        p.arguments = ["netns", "exec", lab.namespace(node)] + argv
+        p.standardOutput = handle
+        p.standardError = handle
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
     /// The server's closed-connection records.
     func serverClosed(port: UInt16 = 80) -> [[String: Any]] {
         lab.serverConnections(port: port).filter { $0["event"] as? String == "close" }
