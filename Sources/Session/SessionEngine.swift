@@ -63,7 +63,7 @@ public final class SessionEngine {
         } catch {
             throw SessionError.network("\(error)")
         }
-        record.facts.received = received
+        record.facts.received = deliveredData()
         record.facts.checksums = checksums
         record.facts.fellBack = !mptcp && record.facts.versionUsed != nil
         return record
@@ -721,7 +721,7 @@ public final class SessionEngine {
             sf.sndUna = h.acknowledgmentNumber
             // RFC 8684 §3.7: data acknowledged without any DSS ever seen means the server fell back.
             // An MPTCP peer puts a DSS on every ACK (RFC 8684 §3.3); one without covers our data only after a fallback.
-            if mptcp && !h.options.mptcp.contains(where: { if case .dss = $0 { return true }; return false })
+            if mptcp && !h.options.mptcp.contains(where: { switch $0 { case .dss, .fail: return true; default: return false } })
                 && seqGT(h.acknowledgmentNumber, sf.iss &+ 1) && sf.kind == .initial {
                 record.facts.dataAckedWithoutDSS = i
                 mptcp = false

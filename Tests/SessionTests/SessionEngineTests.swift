@@ -1,0 +1,155 @@
+import XCTest
+import Wire
+import MPTCPCrypto
+@testable import Session
+
+/// The engine and classifier against a simulated server (no privileges, virtual time).
+final class SessionEngineTests: XCTestCase {
+    func config(_ version: VersionChoice = .v1) -> SessionConfiguration {
+        var c = SessionConfiguration(target: IPAddress("198.18.1.2")!, source: IPAddress("198.18.0.1")!, sourcePort: 40000, destinationPort: 80)
+        c.version = version
+        c.inspectPath = false
+        c.timeout = 0.2
+        c.retries = 2
+        c.localKey = 0x0102_0304_0506_0708
+        c.initialSequence = 1000
+        return c
+    }
+
+    func run(_ server: SimulatedServer, _ c: SessionConfiguration? = nil) throws -> (SessionRecord, SessionVerdicts) {
+        let r = try SessionEngine(configuration: c ?? config(), network: server).run()
+        return (r, SessionClassifier.classify(r))
+    }
+
+    func testCleanSessionMPTCPWithChecksumsJoinAddAddrAndClose() throws {
+        let s = SimulatedServer(.mptcp)
+        let (r, v) = try run(s)
+        XCTAssertEqual(v.session.id, "mptcp")
+        XCTAssertEqual(v.join?.id, "join.ok")
+        XCTAssertEqual(v.addAddress?.id, "add-addr.ok")
+        XCTAssertNil(v.payloadChanged)
+        // What the server checked independently of the client's own bookkeeping.
+        XCTAssertTrue(s.received == r.configuration.payload, "the server received the payload in order")
+        XCTAssertEqual(s.checksumFailures, 0, "every DSS checksum we sent verifies")
+        XCTAssertTrue(s.checksums, "flag A was set in our SYN")
+        XCTAssertEqual(s.joinHMACOK, true, "our MP_JOIN third-ACK HMAC verifies")
+        XCTAssertEqual(s.addAddrReceived, 1)
+        XCTAssertTrue(s.dataFinReceived)
+        XCTAssertTrue(r.facts.received == r.configuration.payload)
+        XCTAssertTrue(r.facts.dataFinAcked)
+        XCTAssertNotNil(r.facts.serverDataFin)
+        XCTAssertTrue(r.facts.subflowClosed)
+        XCTAssertEqual(r.facts.bytesAckedDataLevel, 4000)
+        // The third ACK carries both keys; the first data carries MP_CAPABLE with length and checksum.
+        let third = r.packets[r.facts.thirdAckPacket!].packet.tcp!.header.options.mpCapable!
+        XCTAssertEqual(third.senderKey, 0x0102_0304_0506_0708)
+        XCTAssertEqual(third.receiverKey, s.serverKey.rawValue)
+        let firstData = r.packets.first { $0.label == "data (mp_capable)" }!.packet.tcp!
+        XCTAssertEqual(firstData.header.options.mpCapable?.dataLevelLength, UInt16(firstData.payload.count))
+        XCTAssertNotNil(firstData.header.options.mpCapable?.checksum)
+        // JSON per the contract.
+        let json = SessionReport.json(r, v)
+        XCTAssertEqual(json["schema"], "mptracebox.session/1")
+        XCTAssertEqual(json["verdict"], "mptcp")
+        XCTAssertEqual(json["counters"]?["bytes_acked_data_level"], 4000)
+    }
+
+    func testWrongChecksumWouldBeCaughtByTheServer() throws {
+        // The oracle is not blind: a mapping whose checksum is off by one fails at the server.
+        let s = SimulatedServer(.mptcp)
+        var c = config()
+        c.payload = Array(repeating: 0x41, count: 100)
+        _ = try run(s, c)
+        XCTAssertEqual(s.checksumFailures, 0)
+        let good = Checksum.dss(dataSequenceNumber: 1, subflowSequenceNumber: 1, dataLevelLength: 3, payload: [1, 2, 3])
+        XCTAssertNotEqual(good, Checksum.dss(dataSequenceNumber: 1, subflowSequenceNumber: 1, dataLevelLength: 3, payload: [1, 2, 4]))
+    }
+
+    func testNoChecksumsWhenNeitherSideAsks() throws {
+        let s = SimulatedServer(.mptcp)
+        var c = config()
+        c.checksum = false
+        let (r, v) = try run(s, c)
+        XCTAssertEqual(v.session.id, "mptcp")
+        XCTAssertFalse(r.facts.checksums)
+        XCTAssertFalse(s.checksums)
+        XCTAssertTrue(r.packets.filter { $0.direction == .out }.allSatisfy {
+            $0.packet.tcp?.header.options.mptcp.allSatisfy { if case .dss(let d) = $0 { return d.mapping?.checksum == nil }; return true } ?? true
+        })
+    }
+
+    func testPlainServer() throws {
+        let (r, v) = try run(SimulatedServer(.plain))
+        XCTAssertEqual(v.session.id, "fallback.not-mptcp-server")
+        XCTAssertTrue(r.facts.received == r.configuration.payload, "the data still flows as TCP")
+        XCTAssertNil(v.join, "no join without MPTCP")
+    }
+
+    func testSynAckStripped() throws {
+        let (_, v) = try run(SimulatedServer(.stripSynAck))
+        XCTAssertEqual(v.session.id, "fallback.synack-stripped")
+    }
+
+    func testServerWithoutDSSAfterTheHandshakeIsAckStripped() throws {
+        let (r, v) = try run(SimulatedServer(.noDSS))
+        XCTAssertEqual(v.session.id, "fallback.ack-stripped")
+        XCTAssertNotNil(r.facts.ackProbeReply)
+        XCTAssertFalse(r.facts.ackProbeReplyHasDSS)
+        XCTAssertNotNil(r.facts.dataAckedWithoutDSS)
+    }
+
+    func testAutoFallsBackToV0ForAV0OnlyServer() throws {
+        let s = SimulatedServer(.v0Only)
+        var c = config(.auto)
+        c.addAddress = false
+        let (r, v) = try run(s, c)
+        XCTAssertEqual(r.facts.versionUsed, 0)
+        XCTAssertEqual(v.session.id, "mptcp")
+        XCTAssertEqual(v.join?.id, "join.ok")
+        XCTAssertEqual(s.joinHMACOK, true, "v0 join HMAC (SHA-1)")
+        XCTAssertTrue(s.received == c.payload)
+    }
+
+    func testV1OnlyAgainstV0OnlyServerIsNotMPTCP() throws {
+        let (_, v) = try run(SimulatedServer(.v0Only))
+        XCTAssertEqual(v.session.id, "fallback.not-mptcp-server")
+    }
+
+    func testJoinHMACMismatch() throws {
+        let (_, v) = try run(SimulatedServer(.badJoinHMAC))
+        XCTAssertEqual(v.session.id, "mptcp")
+        XCTAssertEqual(v.join?.id, "join.hmac-mismatch")
+    }
+
+    func testMPFailIsFallbackChecksum() throws {
+        let (r, v) = try run(SimulatedServer(.mpFailOnData))
+        XCTAssertEqual(v.session.id, "fallback.checksum")
+        XCTAssertNotNil(r.facts.mpFail)
+        // We answered the MP_FAIL (RFC 8684 §3.7).
+        XCTAssertTrue(r.packets.contains { $0.label == "mp_fail (reply)" })
+    }
+
+    func testSilenceIsTimeoutNotAGuess() throws {
+        let (r, v) = try run(SimulatedServer(.silent))
+        XCTAssertEqual(v.session.id, "timeout")
+        XCTAssertEqual(r.facts.synPackets.count, 3, "first SYN and two retransmissions")
+        XCTAssertNotNil(r.facts.plainSYN, "a plain SYN was tried before calling it a timeout")
+    }
+
+    func testConfigurationErrors() {
+        var c = config()
+        c.target = IPAddress("2001:db8::1")!
+        XCTAssertThrowsError(try c.validate())
+        c = config()
+        c.joinSourcePort = c.sourcePort
+        XCTAssertThrowsError(try c.validate())
+        c = config()
+        c.segmentSize = 10
+        XCTAssertThrowsError(try c.validate())
+    }
+
+    func testCaptureFilterCoversEveryLocalPort() {
+        let f = SessionEngine.captureFilter(config())
+        for p in config().localPorts { XCTAssertTrue(f.contains("dst port \(p)")) }
+    }
+}
