@@ -52,7 +52,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 "Wire", "Probe", "Trace", "Report", "MPTCPCrypto", "NetIO", "Lab", "Session",
             ]),
-        .executableTarget(name: "mptracebox-bench", dependencies: ["Wire", "MPTCPCrypto", "Lab"]),
+        .executableTarget(name: "mptracebox-bench", dependencies: ["Wire", "MPTCPCrypto", "Lab", "Session", "NetIO"]),
 
         // Shared test helpers: privilege checks that fail (not skip) under CI=true, tshark, netns.
         .target(name: "TestSupport", path: "Tests/TestSupport"),

@@ -4,6 +4,10 @@
 import Glibc
 #endif
 import Wire
+import Foundation
+import Lab
+import NetIO
+import Session
 
 func now() -> Double {
     var ts = timespec()
@@ -73,12 +77,68 @@ func wireBenchmarks() throws {
     })
 }
 
+/// Brings up a lab (client - router - kernel MPTCP echo server) and runs crafted sessions from
+/// the client namespace (a child of this binary, `session-run`), so no process start is timed.
+func sessionBenchmark(count: Int) throws {
+    let name = "bench" + String(UInt32.random(in: 0...0xfffff), radix: 36)
+    let lab = try Lab.up(try LabSpec(name: name, hops: ["router"], servers: ["mptcp:80"]), ephemeral: true)
+    defer { try? lab.down() }
+    let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+    let before = try lab.mptcpCounters(.server)
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+    p.arguments = ["netns", "exec", lab.namespace(.client), exe, "session-run", lab.serverIPv4, "\(count)"]
+    try p.run()
+    p.waitUntilExit()
+    let after = try lab.mptcpCounters(.server)
+    for k in ["MPTcpExtMPCapableACKRX", "MPTcpExtMPJoinAckRx", "MPTcpExtDataCsumErr"] {
+        print("server_\(k.replacingOccurrences(of: "MPTcpExt", with: "")) \(Int64(after[k] ?? 0) - Int64(before[k] ?? 0))")
+    }
+    if p.terminationStatus != 0 { exit(1) }
+}
+
+/// Runs `count` sessions back to back (inside the client namespace) and prints the rate.
+func sessionRun(target: String, count: Int) throws {
+    guard let t = IPAddress(target) else { print("bad target \(target)"); exit(2) }
+    let source = try Resolver.sourceAddress(toward: t)
+    let base = UInt16.random(in: 20000...40000)
+    var configs: [SessionConfiguration] = []
+    for i in 0..<count {
+        var c = SessionConfiguration(target: t, source: source, sourcePort: base &+ UInt16(3 * i), destinationPort: 80)
+        c.inspectPath = false
+        c.timeout = 0.5
+        c.linger = 0
+        configs.append(c)
+    }
+    let guardTable = try RSTGuard(ports: configs.flatMap(\.localPorts))
+    defer { guardTable.remove() }
+    let network = try LiveNetwork(options: LiveNetwork.Options(
+        filter: "(tcp and src host \(t) and src port 80) or icmp or icmp6", mark: RSTGuard.mark))
+    defer { network.close() }
+    var verdicts: [String: Int] = [:]
+    let start = now()
+    for c in configs {
+        let r = try SessionEngine(configuration: c, network: network).run()
+        let v = SessionClassifier.classify(r)
+        verdicts[v.session.id + "+" + (v.join?.id ?? "-"), default: 0] += 1
+    }
+    let elapsed = now() - start
+    print("sessions \(count)")
+    print("sessions_per_s \(String(format: "%.1f", Double(count) / elapsed))")
+    for (k, n) in verdicts.sorted(by: { $0.key < $1.key }) { print("verdict \(k) \(n)") }
+}
+
 let args = Array(CommandLine.arguments.dropFirst())
 switch args.first {
 case "wire":
     try wireBenchmarks()
+case "session":
+    try sessionBenchmark(count: args.count > 1 ? Int(args[1]) ?? 100 : 100)
+case "session-run" where args.count == 3:
+    try sessionRun(target: args[1], count: Int(args[2]) ?? 100)
 default:
-    print("usage: mptracebox-bench wire")
-    print("  wire   parse/serialize rates of the wire formats (run with -c release)")
+    print("usage: mptracebox-bench wire | session [COUNT]")
+    print("  wire     parse/serialize rates of the wire formats (run with -c release)")
+    print("  session  crafted MPTCP sessions per second against a lab's kernel server (root; -c release)")
     exit(args.isEmpty ? 0 : 2)
 }
