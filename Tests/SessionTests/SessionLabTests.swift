@@ -159,3 +159,24 @@ final class SessionLabTests: XCTestCase {
         XCTAssertEqual(d["MPCapableSYNRX"] ?? 0, 0, "a closed port's RST is not an MPTCP listener")
     }
 }
+
+/// Kernel mode: the host's MPTCP stack, as applications get it.
+final class KernelModeLabTests: XCTestCase {
+    func testKernelModeCleanAndFallback() throws {
+        let lab = try SessionLab(self, hops: ["router"])
+        let (doc, d, _) = try lab.connect(["--mode", "kernel"])
+        XCTAssertEqual(doc["mode"] as? String, "kernel")
+        XCTAssertEqual(doc.verdict, "mptcp")
+        let k = doc["kernel"] as? [String: Any] ?? [:]
+        XCTAssertEqual(k["tcp_is_mptcp"] as? Bool, true)
+        XCTAssertEqual(k["remote_key_received"] as? Bool, true)
+        XCTAssertEqual(doc["payload"] as? String, "intact")
+        XCTAssertEqual(d["MPCapableACKRX"], 1)
+
+        let stripped = try SessionLab(self, hops: ["router", "strip:30@syn"])
+        let (doc2, d2, _) = try stripped.connect(["--mode", "kernel"])
+        XCTAssertEqual(doc2.verdict, "unclear", "the kernel cannot say why it fell back")
+        XCTAssertEqual((doc2["kernel"] as? [String: Any])?["tcp_is_mptcp"] as? Bool, false)
+        XCTAssertEqual(d2["MPCapableSYNRX"] ?? 0, 0)
+    }
+}

@@ -142,7 +142,55 @@ struct ConnectCommand: ParsableCommand {
         }
     }
 
+    /// Kernel mode: the host's MPTCP stack does the session; the report is what it says.
     func runKernel(_ targetAddress: IPAddress) throws {
-        throw CLIError.runtime("--mode kernel is not implemented yet")
+        let data = payload(host: target.target)
+        let r = try KernelMPTCPClient.run(target: targetAddress, port: target.dport, payload: data, timeout: timeout * Double(1 + retries))
+        var evidence: [JSON] = []
+        let verdict: String
+        switch r.outcome {
+        case .refused: verdict = "refused"
+        case .unreachable: verdict = "unreachable"
+        case .timeout: verdict = "timeout"
+        case .connected:
+            if r.isMPTCP == true, r.info.map({ !$0.fallback }) ?? true {
+                verdict = "mptcp"
+                evidence.append(["why": "TCP_IS_MPTCP is 1 and MPTCP_INFO shows no fallback"])
+            } else {
+                // The kernel does not say why it fell back; crafted mode does.
+                verdict = "unclear"
+                evidence.append(["why": .string("the kernel fell back to TCP (TCP_IS_MPTCP \(r.isMPTCP.map { $0 ? 1 : 0 } ?? -1)\(r.info?.fallback == true ? ", MPTCP_INFO flag FALLBACK" : ""); run --mode crafted to learn why")])
+            }
+        }
+        if let e = r.error { evidence.append(["why": .string(e)]) }
+        let echoOK = echo && !http ? Array(r.received.prefix(data.count)) == data : nil
+        var kernel: [(String, JSON)] = [("tcp_is_mptcp", r.isMPTCP.map { .bool($0) } ?? .null)]
+        if let i = r.info {
+            kernel += [("subflows", .number(i.subflows)), ("flags", .number(i.flags)), ("fallback", .bool(i.fallback)),
+                       ("remote_key_received", .bool(i.remoteKeyReceived)), ("checksums", .bool(i.checksumEnabled)),
+                       ("add_addr_signal", .number(i.addAddrSignal)), ("add_addr_accepted", .number(i.addAddrAccepted)),
+                       ("bytes_acked", .number(i.bytesAcked)), ("bytes_received", .number(i.bytesReceived))]
+        } else if let e = r.infoError {
+            kernel.append(("mptcp_info_error", .string(e)))
+        }
+        let doc: JSON = .object([
+            ("schema", .string(SessionReport.schema)), ("target", .string("\(targetAddress)")), ("port", .number(target.dport)),
+            ("mode", "kernel"), ("version", r.isMPTCP == true ? 1 : .null), ("verdict", .string(verdict)), ("evidence", .array(evidence)),
+            ("subflows", .array([.object([("kind", "initial"), ("verdict", .string(verdict))])])),
+            ("kernel", .object(kernel)),
+            ("payload", .string(echoOK == nil ? "unchecked" : echoOK! ? "intact" : "changed")),
+            ("counters", .object([("bytes_sent", .number(r.bytesSent)), ("bytes_acked_data_level", r.info.map { .number($0.bytesAcked) } ?? .null),
+                                  ("bytes_received", .number(r.received.count))])),
+        ])
+        if json {
+            print(doc.rendered(pretty: true))
+        } else {
+            print("MPTCP session to \(targetAddress) port \(target.dport) (kernel stack)")
+            print("  connect: \(r.outcome.rawValue)" + (r.error.map { " (\($0))" } ?? ""))
+            if let m = r.isMPTCP { print("  TCP_IS_MPTCP: \(m ? 1 : 0)") }
+            if let i = r.info { print("  MPTCP_INFO: subflows \(i.subflows), fallback \(i.fallback), remote key received \(i.remoteKeyReceived), bytes acked \(i.bytesAcked)") }
+            print("  sent \(r.bytesSent) bytes, received \(r.received.count)" + (echoOK.map { $0 ? " (equal to what was sent)" : " (NOT equal to what was sent)" } ?? ""))
+            print("verdict: \(verdict)")
+        }
     }
 }
