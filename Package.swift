@@ -23,6 +23,7 @@ let package = Package(
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CNetfilterQueue", pkgConfig: "libnetfilter_queue",
                        providers: [.apt(["libnetfilter-queue-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
         // Pure core: packet formats, options, checksums. Standard library only.
         .target(name: "Wire"),
@@ -40,6 +41,8 @@ let package = Package(
         .target(name: "MPTCPCrypto", dependencies: ["CCrypto", "Wire"]),
         // The I/O edge: raw injection (libnet), capture and pcap files (libpcap), privileges.
         .target(name: "NetIO", dependencies: ["CPcap", "CLibnet", "Wire", "PacketIO"]),
+        // Scans of target lists: parsing, sharding, pacing, many traces on one capture, SQLite history.
+        .target(name: "Scan", dependencies: ["Wire", "Probe", "Trace", "PacketIO", "Report", "CSQLite"]),
         // The network-namespace testbed: routers, middleboxes, servers.
         .target(name: "Lab", dependencies: ["Wire", "CNetfilterQueue"]),
 
@@ -47,9 +50,9 @@ let package = Package(
             name: "mptracebox",
             dependencies: [
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                "Wire", "Probe", "Trace", "Report", "MPTCPCrypto", "NetIO", "Lab",
+                "Wire", "Probe", "Trace", "Report", "MPTCPCrypto", "NetIO", "Lab", "Scan",
             ]),
-        .executableTarget(name: "mptracebox-bench", dependencies: ["Wire", "MPTCPCrypto"]),
+        .executableTarget(name: "mptracebox-bench", dependencies: ["Wire", "MPTCPCrypto", "Scan", "Trace", "NetIO", "PacketIO"]),
 
         // Shared test helpers: privilege checks that fail (not skip) under CI=true, tshark, netns.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
@@ -59,6 +62,7 @@ let package = Package(
         .testTarget(name: "TraceTests", dependencies: ["Trace", "Diff", "Probe", "Wire", "PacketIO", "Report"]),
         .testTarget(name: "OracleTests",
                     dependencies: ["Wire", "MPTCPCrypto", "NetIO", "Lab", "TestSupport"]),
+        .testTarget(name: "ScanTests", dependencies: ["Scan", "Trace", "Wire", "PacketIO", "Report", "TestSupport"]),
         .testTarget(name: "LabTests", dependencies: ["Lab", "Wire", "NetIO", "TestSupport"]),
     ]
 )
