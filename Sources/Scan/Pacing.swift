@@ -29,10 +29,17 @@ public struct TokenBucket: Sendable {
         return true
     }
 
-    /// When the next token will be there (now when one is).
+    /// True when a token is there (without taking it).
+    public mutating func hasToken(now: Double) -> Bool {
+        refill(now)
+        return tokens >= 1
+    }
+
+    /// When the next token will be there (now when one is; strictly later when none is, even
+    /// when the wait is below the clock's resolution).
     public mutating func nextToken(now: Double) -> Double {
         refill(now)
-        return tokens >= 1 ? now : now + (1 - tokens) / rate
+        return tokens >= 1 ? now : max(now + (1 - tokens) / rate, now.nextUp)
     }
 }
 

@@ -195,6 +195,11 @@ final class PacingTests: XCTestCase {
         var burst = 0
         while idle.take(now: 60) { burst += 1 }
         XCTAssertEqual(burst, 10) // a long idle saves only the burst
+        // A token just short of whole (clock rounding) is not a token.
+        var edge = TokenBucket(rate: 100, now: 1000)
+        XCTAssertTrue(edge.take(now: 1000))
+        XCTAssertEqual(edge.hasToken(now: 1000.01), edge.take(now: 1000.01))
+        XCTAssertGreaterThan(edge.nextToken(now: 1000.01), 1000.01)
     }
 
     func testRecentKeysForgetsTheOldest() {
