@@ -17,13 +17,20 @@ public final class LiveNetwork: PacketNetwork {
         public var interface: String?
         /// Write every packet sent and received to this pcap file.
         public var pcapPath: String?
+        /// Capture snap length and kernel buffer (the ring holds bufferSize / snapLength packets:
+        /// a scan needs a short snap length and a large buffer).
+        public var snapLength: Int = 65535
+        public var bufferSize: Int = 4 << 20
 
-        public init(filter: String, device: String = "any", mark: UInt32? = nil, interface: String? = nil, pcapPath: String? = nil) {
+        public init(filter: String, device: String = "any", mark: UInt32? = nil, interface: String? = nil, pcapPath: String? = nil,
+                    snapLength: Int = 65535, bufferSize: Int = 4 << 20) {
             self.filter = filter
             self.device = device
             self.mark = mark
             self.interface = interface
             self.pcapPath = pcapPath
+            self.snapLength = snapLength
+            self.bufferSize = bufferSize
         }
     }
 
@@ -33,12 +40,16 @@ public final class LiveNetwork: PacketNetwork {
 
     public init(options: Options) throws {
         try Privileges.require([.netRaw], for: "sending crafted probes and capturing replies")
-        capture = try PacketCapture(options: PacketCapture.Options(device: options.device, filter: options.filter))
+        capture = try PacketCapture(options: PacketCapture.Options(device: options.device, filter: options.filter,
+                                                                  snapLength: options.snapLength, bufferSize: options.bufferSize))
         injector = try RawInjector(options: RawInjector.Options(mark: options.mark, interface: options.interface))
         writer = try options.pcapPath.map { try PcapFileWriter(path: $0) }
     }
 
     deinit { close() }
+
+    /// Packets the capture received and the kernel dropped (buffer full) so far.
+    public func captureStatistics() throws -> (received: Int, dropped: Int) { try capture.statistics() }
 
     public func close() {
         capture.close()

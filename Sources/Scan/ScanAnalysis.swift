@@ -19,7 +19,8 @@ public struct ScanRunReport: Sendable {
                 .query([.int(id)]) { ($0.text(0) ?? "-", Int($0.int(1))) }
         }
         let statuses = try counts("status")
-        let verdicts = try counts("verdict")
+        // Targets without a verdict (unresolved, errors) are counted under their status.
+        let verdicts = try counts("coalesce(verdict, status)")
         var findingCounts: [String: Int] = [:]
         try db.prepare("SELECT findings FROM results WHERE run = ? AND findings != ''").forEach([.int(id)]) { row in
             for f in (row.text(0) ?? "").split(separator: " ") { findingCounts[String(f), default: 0] += 1 }

@@ -183,7 +183,9 @@ public enum TraceVerdict {
         }
         let hopAddress = Dictionary(r.hops.compactMap { h in h.address.map { (h.ttl, $0.description) } }, uniquingKeysWith: { a, _ in a })
         let interference = r.findings.filter { !$0.id.rawValue.hasPrefix("dest.") && $0.id != .quotePartial }.map {
-            CheckSummary.Interference(finding: $0.id.rawValue, ttl: $0.hop, address: hopAddress[$0.hop])
+            // A blackhole shows at a silent hop: name the last hop that answered instead.
+            CheckSummary.Interference(finding: $0.id.rawValue, ttl: $0.hop,
+                                      address: hopAddress[$0.hop] ?? $0.after.flatMap { hopAddress[$0] }.map { "after \($0)" })
         }
         var seen = Set<String>()
         let findings = ids.map(\.rawValue).filter { seen.insert($0).inserted }

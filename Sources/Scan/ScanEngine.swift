@@ -45,6 +45,9 @@ public struct ScanCounters: Sendable {
     public var packetsReceived = 0
     public var packetsUnrouted = 0
     public var sendErrors = 0
+    /// The longest a captured packet waited before its task saw it (seconds): when this nears
+    /// the timeout, the host cannot keep up with the rate.
+    public var maxReplyLag = 0.0
 }
 
 /// Runs many checks at once over one `PacketNetwork` (one capture, one injector): a dispatcher
@@ -106,6 +109,10 @@ public final class ScanEngine {
     private var nextSlot = 0
     private var routes: [RouteKey: Int] = [:]
     private var heap = WakeHeap()
+    /// Tasks with a packet due but no token, in arrival order: each token wakes one of them,
+    /// not all (so the cost per packet does not grow with the number in flight).
+    private var blocked: [(slot: Int, generation: Int)] = []
+    private var blockedHead = 0
     private var freeBlocks: [UInt16]
     private var activeJobs = 0
     private var bucket: TokenBucket
@@ -151,6 +158,19 @@ public final class ScanEngine {
             }
             if exhausted && activeJobs == 0 { return }
 
+            // Hand the tokens there are to the tasks that wait for one, oldest first.
+            while blockedHead < blocked.count, bucket.hasToken(now: now) {
+                let e = blocked[blockedHead]
+                blockedHead += 1
+                guard let slot = slots[e.slot], slot.generation == e.generation else { continue }
+                try drive(e.slot, now: now, complete: complete)
+                now = network.now()
+            }
+            if blockedHead > 4096, blockedHead * 2 > blocked.count {
+                blocked.removeFirst(blockedHead)
+                blockedHead = 0
+            }
+
             // Drive every task whose time has come.
             while let top = heap.peek(), top.time <= now {
                 heap.pop()
@@ -161,11 +181,23 @@ public final class ScanEngine {
 
             // Wait for packets until the next thing to do.
             var deadline = heap.peek()?.time ?? (now + 0.05)
+            if blockedHead < blocked.count { deadline = min(deadline, bucket.nextToken(now: now)) }
             if waitingForInput { deadline = min(deadline, now + 0.005) }
             deadline = min(max(deadline, now + 0.0002), now + 0.05)
-            let packet: ReceivedPacket?
-            do { packet = try network.receive(until: deadline) } catch { throw ScanError.network("\(error)") }
-            if let p = packet { route(p) }
+            // Then take everything already captured: replies must not queue up behind the sends
+            // (a reply handled late is a reply timed out).
+            do {
+                var packet = try network.receive(until: deadline)
+                var taken = 0
+                while let p = packet {
+                    route(p)
+                    taken += 1
+                    guard taken < 512 else { break }
+                    let t = network.now()
+                    if heap.peek().map({ $0.time <= t }) == true, taken % 16 == 0 { break }
+                    packet = try network.receive(until: t + 0.00001)
+                }
+            } catch { throw ScanError.network("\(error)") }
         }
     }
 
@@ -225,7 +257,7 @@ public final class ScanEngine {
             case .blocked:
                 slot.generation += 1
                 slots[id] = slot
-                heap.push(WakeHeap.Entry(time: bucket.nextToken(now: now), slot: id, generation: slot.generation))
+                blocked.append((id, slot.generation))
                 return
             case .finished:
                 try finishSlot(id, error: nil, now: now, complete: complete)
@@ -254,6 +286,7 @@ public final class ScanEngine {
     /// Hands a captured packet to its task and schedules the task right away.
     func route(_ p: ReceivedPacket) {
         counters.packetsReceived += 1
+        counters.maxReplyLag = max(counters.maxReplyLag, network.now() - p.time)
         guard let key = Self.routeKey(p.bytes), let id = routes[key], var slot = slots[id] else {
             counters.packetsUnrouted += 1
             return

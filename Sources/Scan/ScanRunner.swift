@@ -37,6 +37,7 @@ public struct ScanSummary: Sendable {
     public var packetsSent = 0
     public var packetsReceived = 0
     public var sendErrors = 0
+    public var maxReplyLag = 0.0
     public var seconds = 0.0
 
     public var json: JSON {
@@ -46,7 +47,7 @@ public struct ScanSummary: Sendable {
             ("unresolved", .number(unresolved)), ("errors", .number(errors)), ("bad_lines", .number(badLines)),
             ("blocked", .number(blocked)), ("duplicates", .number(duplicates)), ("filtered", .number(filtered)),
             ("packets_sent", .number(packetsSent)), ("packets_received", .number(packetsReceived)),
-            ("send_errors", .number(sendErrors)), ("duration_s", .double(seconds)),
+            ("send_errors", .number(sendErrors)), ("max_reply_lag_ms", .double(maxReplyLag * 1000)), ("duration_s", .double(seconds)),
             ("packets_per_s", .double(seconds > 0 ? Double(packetsSent) / seconds : 0)),
         ])
     }
@@ -123,6 +124,7 @@ public final class ScanRunner {
         summary.packetsSent = c.packetsSent
         summary.packetsReceived = c.packetsReceived
         summary.sendErrors = c.sendErrors
+        summary.maxReplyLag = c.maxReplyLag
         summary.seconds = clock.now() - start
         if stopped {
             summary.outcome = .interrupted

@@ -68,6 +68,8 @@ public final class TraceTask {
     private var nextSendTime = 0.0
     private var retriesQueued: [Int: Int] = [:]  // ttl -> attempts queued so far
     private var hardStop = 0.0
+    /// Since when a due probe has waited for the driver's permission to send (a shared rate).
+    private var blockedSince: Double?
     // Sequential mode.
     private var seqTTL = 0
     private var seqAttempt = 0
@@ -304,6 +306,8 @@ public final class TraceTask {
     }
 
     func parallelStep(now: Double, maySend: Bool) throws -> Step? {
+        // Time spent waiting for a shared rate limiter is not the path's silence.
+        if let b = blockedSince { hardStop += now - b; blockedSince = nil }
         if now >= hardStop { return nil }
         let spacing = config.timeout / Double(config.retries + 1)
         // Queue retries whose time has come.
@@ -320,7 +324,7 @@ public final class TraceTask {
         while let id = queue.first, nextSendTime <= now {
             if let t = terminalTTL, id.ttl > t { queue.removeFirst(); continue }
             if id.attempt > 0, hops[id.ttl]?.reply != ReplyKind.none { queue.removeFirst(); continue }
-            guard maySend else { return .blocked }
+            guard maySend else { blockedSince = now; return .blocked }
             queue.removeFirst()
             let bytes = try emit(id, now: now)
             nextSendTime = max(nextSendTime + 1.0 / config.rate, now)

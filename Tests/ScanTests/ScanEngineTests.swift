@@ -77,6 +77,19 @@ final class ScanEngineTests: XCTestCase {
         XCTAssertGreaterThan(achieved, 500 * 0.95)
     }
 
+    /// Far more targets in flight than the rate serves at once: waiting for the shared rate must
+    /// not pass for silence (no trace may give up while its probes wait for tokens).
+    func testContentionForTheRateDoesNotChangeVerdicts() throws {
+        var targets: [ScanTarget] = []
+        for kind in 1...6 {
+            for host in 1...50 { targets.append(ScanTarget(address: .v4(IPv4Address(198, 18, UInt8(kind), UInt8(host))), port: 80, origin: "t")) }
+        }
+        let (outcomes, _, _) = try run(targets, rate: 200, concurrency: 300)
+        XCTAssertEqual(outcomes.count, 300)
+        let wrong = outcomes.filter { $0.checks.first?.summary?.verdict != SimulatedNetwork.expectedVerdict($0.target.address) }
+        XCTAssertEqual(wrong.map { "\($0.target.address) \($0.checks.first?.summary?.verdict ?? "-")" }, [])
+    }
+
     func testConcurrencyNeedsEnoughLocalPorts() {
         let net = SimulatedNetwork(client: client)
         XCTAssertThrowsError(try ScanEngine(network: net, checks: [traceCheck()],

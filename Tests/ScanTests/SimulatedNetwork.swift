@@ -31,8 +31,8 @@ final class SimulatedNetwork: PacketNetwork {
     func now() -> Double { clock }
 
     func receive(until deadline: Double) throws -> ReceivedPacket? {
-        if let i = pending.indices.min(by: { pending[$0].time < pending[$1].time }), pending[i].time <= deadline {
-            let p = pending.remove(at: i)
+        if let first = pending.first, first.time <= deadline {
+            let p = pending.removeFirst()
             clock = max(clock, p.time)
             return p
         }
@@ -85,7 +85,15 @@ final class SimulatedNetwork: PacketNetwork {
         }
     }
 
-    func reply(_ bytes: [UInt8], at time: Double) { pending.append(ReceivedPacket(bytes: bytes, time: time)) }
+    /// Keeps `pending` sorted by time (FIFO among equal times).
+    func reply(_ bytes: [UInt8], at time: Double) {
+        var lo = 0, hi = pending.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if pending[mid].time <= time { lo = mid + 1 } else { hi = mid }
+        }
+        pending.insert(ReceivedPacket(bytes: bytes, time: time), at: lo)
+    }
 
     func icmp(from r: IPAddress, type: UInt8, code: UInt8, quoting q: [UInt8]) -> [UInt8] {
         let m = ICMPMessage.error(family: .v4, type: type, code: code, quoting: q)
