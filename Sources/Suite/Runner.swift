@@ -91,30 +91,22 @@ public final class SuiteRunner: @unchecked Sendable {
     public func run(_ suites: [(SuiteSpec, [BoundProbe])]) -> RunResult {
         let start = Date()
         let jobs = suites.enumerated().flatMap { (s, pair) in pair.1.enumerated().map { (s, $0.offset, $0.element) } }
-        var results = [ProbeResult?](repeating: nil, count: jobs.count)
+        let box = WorkQueue(count: jobs.count)
         let workers = max(1, min(options.jobs, jobs.count))
         // The rate is shared: each of the probes running at once gets its part.
         let perProbeRate = options.rate / Double(workers)
-        var next = 0
         let group = DispatchGroup()
         for _ in 0..<workers {
             group.enter()
             Thread.detachNewThread { [self] in
                 defer { group.leave() }
-                while true {
-                    lock.lock()
-                    let i = next
-                    next += 1
-                    lock.unlock()
-                    guard i < jobs.count else { return }
-                    let r = runProbe(jobs[i].2, index: i, rate: perProbeRate)
-                    lock.lock()
-                    results[i] = r
-                    lock.unlock()
+                while let i = box.take() {
+                    box.store(runProbe(jobs[i].2, index: i, rate: perProbeRate), at: i)
                 }
             }
         }
         group.wait()
+        let results = box.results
         var out: [SuiteResult] = suites.map { SuiteResult(suite: $0.0, probes: []) }
         for (i, job) in jobs.enumerated() {
             if let r = results[i] { out[job.0].probes.append(r) }
@@ -201,5 +193,38 @@ public final class SuiteRunner: @unchecked Sendable {
         let span = 60999 - 32768 + 1
         let b = Int(base) >= 32768 && Int(base) <= 60999 ? Int(base) - 32768 : Int(base) % span
         return UInt16(32768 + (b + 2 * index) % (span - 1))
+    }
+}
+
+/// The runner's shared state: the next job to take and the results, behind one lock.
+final class WorkQueue: @unchecked Sendable {
+    private let lock = NSLock()
+    private var next = 0
+    private let count: Int
+    private var stored: [ProbeResult?]
+
+    init(count: Int) {
+        self.count = count
+        stored = Array(repeating: nil, count: count)
+    }
+
+    func take() -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard next < count else { return nil }
+        next += 1
+        return next - 1
+    }
+
+    func store(_ r: ProbeResult, at i: Int) {
+        lock.lock()
+        stored[i] = r
+        lock.unlock()
+    }
+
+    var results: [ProbeResult?] {
+        lock.lock()
+        defer { lock.unlock() }
+        return stored
     }
 }
