@@ -45,7 +45,7 @@ let package = Package(
         // The I/O edge: raw injection (libnet), capture and pcap files (libpcap), privileges.
         .target(name: "NetIO", dependencies: ["CPcap", "CLibnet", "Wire", "PacketIO"]),
         // The network-namespace testbed: routers, middleboxes, servers.
-        .target(name: "Lab", dependencies: ["Wire", "CNetfilterQueue"]),
+        .target(name: "Lab", dependencies: ["Wire", "CNetfilterQueue", .product(name: "Yams", package: "Yams")]),
 
         .executableTarget(
             name: "mptracebox",
@@ -53,7 +53,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 "Wire", "Probe", "Trace", "Report", "MPTCPCrypto", "NetIO", "Lab", "Suite",
             ]),
-        .executableTarget(name: "mptracebox-bench", dependencies: ["Wire", "MPTCPCrypto"]),
+        .executableTarget(name: "mptracebox-bench", dependencies: ["Wire", "MPTCPCrypto", "Lab"]),
 
         // Shared test helpers: privilege checks that fail (not skip) under CI=true, tshark, netns.
         .target(name: "TestSupport", path: "Tests/TestSupport"),

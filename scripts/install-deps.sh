@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   libpcap-dev libnet1-dev libssl-dev libnetfilter-queue-dev libsqlite3-dev
-  nftables iptables iproute2 tshark tcpdump ethtool python3 pkg-config
+  nftables iptables iproute2 tshark tcpdump ethtool python3 pkg-config iputils-ping
 )
 
 missing=()

@@ -363,7 +363,8 @@ public final class TraceEngine {
     public static func controlPort(_ sport: UInt16) -> UInt16 { sport == 65535 ? 1024 : sport + 1 }
 
     /// When the trace stalls, runs the same probe without the suspect option; if that one goes
-    /// further, the option is blackholed where the first trace went silent.
+    /// further and the original, traced once more, stalls again at the same place, the option is
+    /// blackholed where the first trace went silent.
     func blackholeCheck(_ result: TraceResult) throws -> Finding? {
         let kinds = config.probe.options.map(\.kind.rawValue)
         let suspect: UInt8? = kinds.contains(30) ? 30 : kinds.contains(34) ? 34 : kinds.last { ![0, 1, 2, 3, 4, 8].contains($0) }
@@ -380,6 +381,17 @@ public final class TraceEngine {
         let controlGoesFurther = controlResult.destination.reached
             || controlResult.hops.contains { $0.reply != .none && $0.ttl > lastAnswered }
         guard controlGoesFurther else { return nil }
+        // Confirm: the probe with the option, traced again, must stall again; otherwise the first
+        // stall was transient (loss, neighbour discovery, addresses not yet usable).
+        var again = config
+        again.checkProxy = false
+        again.checkBlackhole = false
+        again.sequenceBase = config.sequenceBase &+ 0x0200_0000
+        again.identificationBase = config.identificationBase &+ 0x8000
+        let second = try TraceEngine(configuration: again, network: network).run()
+        probesSent += second.probesSent
+        let secondLast = second.hops.filter { $0.reply != .none }.map(\.ttl).max() ?? (config.minTTL - 1)
+        guard !second.destination.reached, secondLast <= lastAnswered else { return nil }
         return Finding(id: .optionBlackhole, hop: lastAnswered + 1, after: lastAnswered >= config.minTTL ? lastAnswered : nil,
                        detail: FindingDetail(kind: kind, note: "the same probe without option \(kind) got answers past TTL \(lastAnswered)"))
     }

@@ -1,0 +1,162 @@
+// The one place where the lab runs external commands (ip, nft, iptables, sysctl, ethtool) and
+// turns failures into typed errors that show the command and its stderr.
+
+import Foundation
+
+/// Why a lab operation failed.
+public enum LabError: Error, CustomStringConvertible {
+    case commandFailed(command: String, status: Int32, stderr: String)
+    case toolMissing(String)
+    case notRoot
+    case labExists(String)
+    case labNotFound(String)
+    case unknownNode(String, lab: String, known: [String])
+    case elementUnavailable([String])
+    case binaryNotFound(String)
+    case daemonFailed(node: String, what: String, log: String)
+    case stateCorrupt(String, String)
+
+    public var description: String {
+        switch self {
+        case .commandFailed(let cmd, let status, let stderr):
+            let err = stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+            return "command failed (exit \(status)): \(cmd)" + (err.isEmpty ? "" : "\n\(err)")
+        case .toolMissing(let t): return "\(t) is not installed (run `make deps` or scripts/install-deps.sh)"
+        case .notRoot: return "the lab needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to create network namespaces"
+        case .labExists(let n): return "a lab named '\(n)' is already up; take it down with `mptracebox lab down \(n)` or pick another --name"
+        case .labNotFound(let n): return "no lab named '\(n)' is up (see `mptracebox lab list`)"
+        case .unknownNode(let n, let lab, let known):
+            return "lab '\(lab)' has no node '\(n)'; nodes: \(known.joined(separator: ", "))"
+        case .elementUnavailable(let bs):
+            return "hop behaviour(s) \(bs.joined(separator: ", ")) need the userspace NFQUEUE element (`mptracebox lab _element`), which is not yet available in this build"
+        case .binaryNotFound(let why): return "cannot find the mptracebox binary: \(why) (set MPTRACEBOX_BIN)"
+        case .daemonFailed(let node, let what, let log):
+            return "\(what) in \(node) did not start" + (log.isEmpty ? "" : ":\n\(log)")
+        case .stateCorrupt(let path, let why): return "lab state \(path) is unreadable: \(why)"
+        }
+    }
+}
+
+/// Output of a finished command.
+public struct CommandOutput: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+}
+
+public enum Runner {
+    static let searchPath = ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"]
+
+    /// Resolves a program name to a path (PATH first, then the sbin directories).
+    public static func which(_ name: String) -> String? {
+        if name.hasPrefix("/") { return FileManager.default.isExecutableFile(atPath: name) ? name : nil }
+        let env = ProcessInfo.processInfo.environment["PATH"]?.split(separator: ":").map(String.init) ?? []
+        for dir in env + searchPath where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
+            return "\(dir)/\(name)"
+        }
+        return nil
+    }
+
+    /// Runs a command to completion and returns what it printed.
+    public static func run(_ argv: [String], input: String? = nil) throws -> CommandOutput {
+        guard let exe = which(argv[0]) else { throw LabError.toolMissing(argv[0]) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: exe)
+        process.arguments = Array(argv.dropFirst())
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        let inPipe = input.map { _ in Pipe() }
+        process.standardInput = inPipe ?? FileHandle.nullDevice
+        try process.run()
+        if let inPipe, let input {
+            inPipe.fileHandleForWriting.write(Data(input.utf8))
+            try? inPipe.fileHandleForWriting.close()
+        }
+        // Drain both pipes before waiting so a chatty child never blocks on a full pipe.
+        let outData = DataBox()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async {
+            outData.data = out.fileHandleForReading.readDataToEndOfFile()
+            group.leave()
+        }
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        return CommandOutput(status: process.terminationStatus,
+                             stdout: String(decoding: outData.data, as: UTF8.self),
+                             stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// Runs a command and throws `LabError.commandFailed` when it exits non-zero.
+    @discardableResult
+    public static func check(_ argv: [String], input: String? = nil) throws -> String {
+        let r = try run(argv, input: input)
+        guard r.status == 0 else {
+            throw LabError.commandFailed(command: argv.joined(separator: " "), status: r.status, stderr: r.stderr)
+        }
+        return r.stdout
+    }
+
+    /// Runs a `sh -e -x` script; on failure the error names the command that failed
+    /// (the last `+` trace line) and keeps the rest of stderr.
+    public static func script(_ text: String, in namespace: String? = nil) throws {
+        let argv = (namespace.map { ["ip", "netns", "exec", $0] } ?? []) + ["sh", "-e", "-x", "-c", text]
+        let r = try run(argv)
+        guard r.status == 0 else {
+            let lines = r.stderr.split(separator: "\n").map(String.init)
+            let failed = lines.last { $0.hasPrefix("+ ") }.map { String($0.dropFirst(2)) } ?? "sh script"
+            let errors = lines.filter { !$0.hasPrefix("+ ") }.joined(separator: "\n")
+            throw LabError.commandFailed(command: (namespace.map { "[\($0)] " } ?? "") + failed,
+                                         status: r.status, stderr: errors)
+        }
+    }
+
+    /// Runs `work` for every element concurrently and rethrows the first error.
+    static func concurrently<T: Sendable>(_ items: [T], _ work: @Sendable (T) throws -> Void) throws {
+        let errors = ErrorBox()
+        DispatchQueue.concurrentPerform(iterations: items.count) { i in
+            do { try work(items[i]) } catch { errors.record(error) }
+        }
+        if let e = errors.first { throw e }
+    }
+}
+
+/// Bytes read on another thread; the DispatchGroup orders the accesses.
+final class DataBox: @unchecked Sendable { var data = Data() }
+
+/// Collects the first error of concurrent work.
+final class ErrorBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var error: Error?
+    func record(_ e: Error) { lock.lock(); if error == nil { error = e }; lock.unlock() }
+    var first: Error? { lock.lock(); defer { lock.unlock() }; return error }
+}
+
+/// Process liveness and identity, for finding labs whose owner died.
+enum ProcessInfoProbe {
+    /// The start time of a process (clock ticks since boot), nil when it does not exist.
+    static func startTime(of pid: Int32) -> UInt64? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // Fields after the command name start at field 3; starttime is field 22.
+        guard fields.count > 19 else { return nil }
+        return UInt64(fields[19])
+    }
+
+    /// True while the process exists and is not a zombie (init here may reap late).
+    static func isRunning(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(after: close)...].split(separator: " ").first
+        return state != "Z" && state != "X"
+    }
+
+    static func isAlive(_ pid: Int32, startedAt start: UInt64?) -> Bool {
+        guard isRunning(pid) else { return false }
+        guard let now = startTime(of: pid) else { return false }
+        return start == nil || start == now
+    }
+}
