@@ -93,7 +93,8 @@ public enum SuiteParser {
                         throw SuiteError("cannot read \(f): \(error)", at: y.loc(item))
                     }
                     let included = try parseFile(yaml: text, file: f, read: read, stack: &stack)
-                    suite.probes += included.probes
+                    // An included suite's vars are its probes' defaults; this suite's vars still win.
+                    suite.probes += included.probes.map { var p = $0; p.vars = p.vars.overlaid(with: included.vars); return p }
                 }
             case .mapping:
                 suite.probes.append(try parseProbe(try y.mapping(item, what: "probe"), y: y))
@@ -119,7 +120,7 @@ public enum SuiteParser {
             full = (base as NSString).deletingLastPathComponent + "/" + path
             if full.hasPrefix("/") == false, (base as NSString).deletingLastPathComponent.isEmpty { full = path }
         }
-        full = (full as NSString).standardizingPath
+        full = normalized(full)
         let fm = FileManager.default
         var isDir: ObjCBool = false
         if full.contains("*") {
@@ -138,6 +139,18 @@ public enum SuiteParser {
         let files = all.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted().map { full + "/" + $0 }
         guard !files.isEmpty else { throw SuiteError("no .yaml file in \(full)", at: location) }
         return files
+    }
+
+    /// `a/b/../c` → `a/c` (relative paths too, which Foundation leaves alone on Linux).
+    static func normalized(_ path: String) -> String {
+        var parts: [String] = []
+        for c in path.split(separator: "/", omittingEmptySubsequences: true).map(String.init) {
+            if c == "." { continue }
+            if c == "..", let last = parts.last, last != ".." { parts.removeLast(); continue }
+            parts.append(c)
+        }
+        let joined = parts.joined(separator: "/")
+        return path.hasPrefix("/") ? "/" + joined : (joined.isEmpty ? "." : joined)
     }
 
     // MARK: Probes
