@@ -19,6 +19,10 @@ public enum SuiteParser {
         var errors: [SuiteError] = []
         for path in paths {
             let files: [String]
+            guard path.contains("*") || FileManager.default.fileExists(atPath: path) else {
+                errors.append(SuiteError("no such file or directory: \(path)", at: nil))
+                continue
+            }
             do { files = try expand(path, relativeTo: nil, at: nil) } catch let e as SuiteError { errors.append(e); continue }
             for f in files {
                 do {
@@ -39,7 +43,7 @@ public enum SuiteParser {
 
     public static func readFile(_ path: String) throws -> String {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw SuiteError("cannot read \(path)", at: nil)
+            throw SuiteError("\(path): no such file, or not readable", at: nil)
         }
         guard let s = String(data: data, encoding: .utf8) else { throw SuiteError("\(path) is not UTF-8 text", at: nil) }
         return s
@@ -90,7 +94,7 @@ public enum SuiteParser {
                     }
                     let text: String
                     do { text = try read(f) } catch {
-                        throw SuiteError("cannot read \(f): \(error)", at: y.loc(item))
+                        throw SuiteError((error as? SuiteError)?.message ?? "cannot read \(f): \(error)", at: y.loc(item))
                     }
                     let included = try parseFile(yaml: text, file: f, read: read, stack: &stack)
                     // An included suite's vars are its probes' defaults; this suite's vars still win.
@@ -117,8 +121,8 @@ public enum SuiteParser {
     static func expand(_ path: String, relativeTo base: String?, at location: SourceLocation?) throws -> [String] {
         var full = path
         if let base, !path.hasPrefix("/") {
-            full = (base as NSString).deletingLastPathComponent + "/" + path
-            if full.hasPrefix("/") == false, (base as NSString).deletingLastPathComponent.isEmpty { full = path }
+            let dir = (base as NSString).deletingLastPathComponent
+            full = dir.isEmpty ? path : dir + "/" + path
         }
         full = normalized(full)
         let fm = FileManager.default
@@ -131,10 +135,8 @@ public enum SuiteParser {
             guard !matches.isEmpty else { throw SuiteError("no file matches \(path)", at: location) }
             return matches
         }
-        guard fm.fileExists(atPath: full, isDirectory: &isDir) else {
-            throw SuiteError("no such file or directory: \(full)", at: location)
-        }
-        guard isDir.boolValue else { return [full] }
+        // A plain file is returned as is: reading it reports a missing one (at the include's location).
+        guard fm.fileExists(atPath: full, isDirectory: &isDir), isDir.boolValue else { return [full] }
         let all = (fm.enumerator(atPath: full)?.allObjects as? [String]) ?? []
         let files = all.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted().map { full + "/" + $0 }
         guard !files.isEmpty else { throw SuiteError("no .yaml file in \(full)", at: location) }
@@ -181,14 +183,14 @@ public enum SuiteParser {
         if p.trace != nil, p.send.isEmpty {
             throw SuiteError("probe '\(p.name)' runs a trace but has no 'send:' (the segment to send)", at: y.loc(m.node))
         }
-        if p.trace == nil, p.connect == nil {
-            throw SuiteError("probe '\(p.name)' runs no check: give 'expect:', 'trace:' or 'connect:'", at: y.loc(m.node))
-        }
         if p.trace == nil, let e = p.expectations.first(where: { !$0.needsSession }) {
             throw SuiteError("this expectation needs the trace check, which 'trace: false' turned off", at: e.location)
         }
         if p.connect == nil, let e = p.expectations.first(where: \.needsSession) {
             throw SuiteError("this expectation needs the connect check, which 'connect: false' turned off", at: e.location)
+        }
+        if p.trace == nil, p.connect == nil {
+            throw SuiteError("probe '\(p.name)' runs no check: give 'expect:', 'trace:' or 'connect:'", at: y.loc(m.node))
         }
         return p
     }
@@ -418,6 +420,10 @@ public enum SuiteParser {
         switch e {
         case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
             return SuiteError("YAML: \(problem)", at: SourceLocation(file: file, line: mark.line, column: mark.column))
+        case .duplicatedKeysInMapping(let keys, let context):
+            let list = keys.map { "'\($0)'" }.joined(separator: ", ")
+            return SuiteError("key \(list) given more than once in the same mapping",
+                              at: SourceLocation(file: file, line: context.mark.line, column: context.mark.column))
         default:
             return SuiteError("YAML: \(e)", at: SourceLocation(file: file, line: 1, column: 1))
         }
