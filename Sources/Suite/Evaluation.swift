@@ -34,7 +34,7 @@ public enum Evaluator {
     /// `trace`/`session` are nil when the check did not run; `traceError`/`sessionError` say why.
     public static func evaluate(_ e: Expectation, variables: Variables, trace: TraceResult?, traceError: String?,
                                 session: SessionOutcome?, sessionError: String?) -> ExpectationResult {
-        let summary = (try? Template(e.summary, at: e.location, exactColumns: false).resolved(variables)) ?? e.summary
+        let summary = e.summary(with: variables)
         func result(_ holds: Bool, _ evidence: String) -> ExpectationResult {
             ExpectationResult(expectation: e, outcome: holds ? .pass : (e.severity == .warn ? .warn : .fail), evidence: evidence,
                               summary: summary)

@@ -117,6 +117,11 @@ public struct Expectation: Hashable, Sendable {
         }
     }
 
+    /// The summary with variables substituted (as reports show it).
+    public func summary(with variables: Variables) -> String {
+        (try? Template(summary, at: location, exactColumns: false).resolved(variables)) ?? summary
+    }
+
     /// What the expectation says, in words.
     public var summary: String {
         if let n = name { return n }

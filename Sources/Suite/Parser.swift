@@ -15,6 +15,13 @@ public enum SuiteParser {
 
     /// Loads files and directories (every `*.yaml`/`*.yml` below, sorted), collecting every error.
     public static func load(paths: [String], read: (String) throws -> String = readFile) throws -> [SuiteSpec] {
+        let (suites, errors) = loadCollecting(paths: paths, read: read)
+        if !errors.isEmpty { throw SuiteErrors(errors) }
+        return suites
+    }
+
+    /// The files that parsed, and the errors of those that did not.
+    public static func loadCollecting(paths: [String], read: (String) throws -> String = readFile) -> ([SuiteSpec], [SuiteError]) {
         var suites: [SuiteSpec] = []
         var errors: [SuiteError] = []
         for path in paths {
@@ -23,7 +30,10 @@ public enum SuiteParser {
                 errors.append(SuiteError("no such file or directory: \(path)", at: nil))
                 continue
             }
-            do { files = try expand(path, relativeTo: nil, at: nil) } catch let e as SuiteError { errors.append(e); continue }
+            do { files = try expand(path, relativeTo: nil, at: nil) } catch {
+                errors.append(error as? SuiteError ?? SuiteError("\(path): \(error)", at: nil))
+                continue
+            }
             for f in files {
                 do {
                     let text = try read(f)
@@ -37,8 +47,7 @@ public enum SuiteParser {
                 }
             }
         }
-        if !errors.isEmpty { throw SuiteErrors(errors) }
-        return suites
+        return (suites, errors)
     }
 
     public static func readFile(_ path: String) throws -> String {

@@ -238,10 +238,11 @@ struct SuiteCheck: ParsableCommand {
     @OptionGroup var files: SuiteFileOptions
 
     func run() throws {
-        let suites = try reportingSuiteErrors { try files.load() }
+        let paths = files.paths.isEmpty ? [try ProbeLibrary.defaultSuite()] : files.paths
+        // Files that parse are bound and built too, so one run reports every problem.
+        var (suites, errors) = SuiteParser.loadCollecting(paths: paths)
         var vars = try reportingSuiteErrors { try files.variables() }
         if vars["target"] == nil { vars["target"] = "198.18.0.2" }
-        var errors: [SuiteError] = []
         var probes = 0, connect = 0
         for s in suites {
             do {
