@@ -58,6 +58,10 @@ public enum NodePlanner {
         for l in links {
             for (n, end) in [(l.left, l.leftEnd), (l.right, l.rightEnd)] where n == node {
                 p.interfaces.append(end.interface)
+                // The veths were made in the root namespace, before this one's defaults: turn off
+                // DAD on each, or its link-local address stays tentative for ~2 s and the first
+                // IPv6 packets through the router wait on neighbour discovery.
+                p.sysctls.append(("net.ipv6.conf.\(end.interface).accept_dad", "0"))
                 p.ipBatch.append("address add \(end.ipv4)/24 dev \(end.interface)")
                 p.ipBatch.append("address add \(end.ipv6)/64 dev \(end.interface) nodad")
                 p.ipBatch.append("link set \(end.interface) up")

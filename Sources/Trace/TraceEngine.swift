@@ -28,12 +28,16 @@ public final class TraceEngine {
     /// True when the probe expression fixes a field the identity would use.
     private let sequenceIsFree: Bool
     private let identificationIsFree: Bool
+    private let windowIsFree: Bool
+    /// The TCP window of a probe carries its TTL in the low byte (see ProbeIdentity).
+    static let windowMark: UInt16 = 0xFA00
 
     public init(configuration: TraceConfiguration, network: PacketNetwork) {
         config = configuration
         self.network = network
         sequenceIsFree = configuration.probe.tcp.sequenceNumber == nil
         identificationIsFree = configuration.probe.ip.identification == nil
+        windowIsFree = configuration.probe.tcp.window == nil
     }
 
     // MARK: Probes
@@ -50,6 +54,10 @@ public final class TraceEngine {
             switch packet.ip {
             case .v4(var h): h.ttl = UInt8(id.ttl); packet.ip = .v4(h)
             case .v6(var h): h.hopLimit = UInt8(id.ttl); packet.ip = .v6(h)
+            }
+            if windowIsFree, case .tcp(var seg) = packet.transport {
+                seg.header.window = Self.windowMark | UInt16(id.ttl & 0xff)
+                packet.transport = .tcp(seg)
             }
             let bytes = try packet.serialized(finalize: true)
             return SentProbe(identity: id, packet: try IPPacket.parse(bytes), bytes: bytes, time: 0)
@@ -74,13 +82,19 @@ public final class TraceEngine {
     // MARK: Matching replies
 
     /// The probe a reply belongs to, trying the identity fields that survived.
-    func identify(sequence: UInt32?, identification: UInt16?, replyTime: Double) -> (ProbeIdentity, String)? {
+    func identify(sequence: UInt32?, identification: UInt16?, window: UInt16? = nil, replyTime: Double) -> (ProbeIdentity, String)? {
         if sequenceIsFree, let s = sequence, let id = ProbeIdentity.decode(s &- config.sequenceBase), sent[id] != nil {
             return (id, "sequence")
         }
         if identificationIsFree, let ipid = identification,
            let id = ProbeIdentity.decode(UInt32(ipid &- config.identificationBase)), sent[id] != nil {
             return (id, "ip-id")
+        }
+        // The window gives the TTL (not the try): take that TTL's latest probe sent before the reply.
+        if windowIsFree, let w = window, w & 0xff00 == Self.windowMark {
+            let ttl = Int(w & 0xff)
+            let tries = sent.values.filter { $0.identity.ttl == ttl && $0.time <= replyTime }
+            if let latest = tries.max(by: { $0.identity.attempt < $1.identity.attempt }) { return (latest.identity, "window") }
         }
         return nil
     }
@@ -125,17 +139,18 @@ public final class TraceEngine {
     func handleICMPError(_ m: ICMPMessage, from router: IPAddress, at time: Double) {
         guard let quote = m.quote, let inner = quote.packet, inner.ip.destination == config.target,
               inner.ip.upperLayerProtocol == .tcp else { return }
-        let sport: UInt16, dport: UInt16, seq: UInt32?
+        let sport: UInt16, dport: UInt16, seq: UInt32?, window: UInt16?
         switch inner.transport {
-        case .tcp(let s): sport = s.header.sourcePort; dport = s.header.destinationPort; seq = s.header.sequenceNumber
-        case .partialTCP(let p): sport = p.sourcePort; dport = p.destinationPort; seq = p.sequenceNumber
+        case .tcp(let s):
+            sport = s.header.sourcePort; dport = s.header.destinationPort; seq = s.header.sequenceNumber; window = s.header.window
+        case .partialTCP(let p): sport = p.sourcePort; dport = p.destinationPort; seq = p.sequenceNumber; window = p.window
         default: return
         }
         guard sport == (config.probe.tcp.sourcePort ?? config.sourcePort),
               dport == (config.probe.tcp.destinationPort ?? config.destinationPort) else { return }
         var ipid: UInt16?
         if case .v4(let h) = inner.ip { ipid = h.identification }
-        guard let (id, how) = identify(sequence: seq, identification: ipid, replyTime: time), let probe = sent[id] else {
+        guard let (id, how) = identify(sequence: seq, identification: ipid, window: window, replyTime: time), let probe = sent[id] else {
             unmatched += 1
             return
         }

@@ -102,7 +102,7 @@ struct LabUp: ParsableCommand {
               mptracebox lab status \(lab.name)
             """)
         if MPTraceBox.configuration.subcommands.contains(where: { $0.configuration.commandName == "trace" }) {
-            print("  mptracebox lab exec \(lab.name) client -- mptracebox trace \(lab.serverIPv4) --port \(spec.servers.first?.port ?? 80)")
+            print("  mptracebox lab exec \(lab.name) client -- mptracebox trace -n --dport \(spec.servers.first?.port ?? 80) \(lab.serverIPv4)")
         }
         print("Take it down:\n  mptracebox lab down \(lab.name)")
     }
