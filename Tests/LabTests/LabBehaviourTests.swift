@@ -75,7 +75,7 @@ final class LabBehaviourTests: XCTestCase {
         for (behaviour, quoteStripped) in [("strip:30@syn@pre", true), ("strip:30@syn", false)] {
             let lab = try makeLab(self, hops: ["router", behaviour])
             let cap = try Capture(lab, .hop(path: 0, index: 2), "left")
-            try KernelClient.expiringSYN(lab, ttl: 2)
+            try KernelClient.craftedSYN(lab, ttl: 2)
             usleep(100_000)
             let pkts = try cap.packets()
             let quote = pkts.first { $0["icmp.type"] == "11" }
