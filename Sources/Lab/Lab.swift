@@ -353,8 +353,10 @@ public enum LabBinary {
         return candidate
     }
 
-    /// True when the binary has the `lab _element` subcommand.
+    /// True when the binary has the `lab _element` subcommand (its usage line names it; a
+    /// binary without it prints the `lab` usage instead).
     public static func hasElement(_ binary: String) -> Bool {
-        (try? Runner.run([binary, "lab", "_element", "--help"]).status) == 0
+        guard let r = try? Runner.run([binary, "lab", "_element", "--help"]), r.status == 0 else { return false }
+        return (r.stdout + r.stderr).contains("lab _element")
     }
 }
