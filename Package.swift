@@ -27,10 +27,20 @@ let package = Package(
 
         // Pure core: packet formats, options, checksums. Standard library only.
         .target(name: "Wire"),
+        // The probe language: text -> the segment to send.
+        .target(name: "Probe", dependencies: ["Wire"]),
+        // Sent-versus-quoted comparison: typed changes, quote kinds and trace findings.
+        .target(name: "Diff", dependencies: ["Wire"]),
+        // Protocols for the network edge that engines own and NetIO implements.
+        .target(name: "PacketIO"),
+        // Ordered JSON and renderers of wire values shared by the output of every command.
+        .target(name: "Report", dependencies: ["Wire", "Diff"]),
+        // The trace engine: TTL-limited probes, reply matching, per-hop diffs, findings.
+        .target(name: "Trace", dependencies: ["Wire", "Probe", "Diff", "PacketIO", "Report"]),
         // MPTCP keys, tokens, IDSNs and HMACs over libcrypto.
         .target(name: "MPTCPCrypto", dependencies: ["CCrypto", "Wire"]),
         // The I/O edge: raw injection (libnet), capture and pcap files (libpcap), privileges.
-        .target(name: "NetIO", dependencies: ["CPcap", "CLibnet", "Wire"]),
+        .target(name: "NetIO", dependencies: ["CPcap", "CLibnet", "Wire", "PacketIO"]),
         // The network-namespace testbed: routers, middleboxes, servers.
         .target(name: "Lab", dependencies: ["Wire", "CNetfilterQueue", .product(name: "Yams", package: "Yams")]),
 
@@ -38,13 +48,16 @@ let package = Package(
             name: "mptracebox",
             dependencies: [
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                "Wire", "MPTCPCrypto", "NetIO", "Lab",
+                "Wire", "Probe", "Trace", "Report", "MPTCPCrypto", "NetIO", "Lab",
             ]),
         .executableTarget(name: "mptracebox-bench", dependencies: ["Wire", "MPTCPCrypto", "Lab"]),
 
         // Shared test helpers: privilege checks that fail (not skip) under CI=true, tshark, netns.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "WireTests", dependencies: ["Wire", "MPTCPCrypto", "NetIO", "TestSupport"]),
+        .testTarget(name: "ProbeTests", dependencies: ["Probe", "Wire"]),
+        .testTarget(name: "DiffTests", dependencies: ["Diff", "Probe", "Wire"]),
+        .testTarget(name: "TraceTests", dependencies: ["Trace", "Diff", "Probe", "Wire", "PacketIO", "Report"]),
         .testTarget(name: "OracleTests",
                     dependencies: ["Wire", "MPTCPCrypto", "NetIO", "Lab", "TestSupport"]),
         .testTarget(name: "LabTests", dependencies: ["Lab", "Wire", "NetIO", "TestSupport"]),

@@ -1,20 +1,90 @@
-// Release-mode benchmarks: `swift run -c release mptracebox-bench MODE`.
-// Each figure is printed as one `metric value` line.
+// Release-mode benchmarks: `swift run -c release mptracebox-bench wire|lab`.
+// Each figure is printed as one `metric value` line, so scripts and notes can quote them.
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import Lab
+import Wire
 
-let args = Array(CommandLine.arguments.dropFirst())
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
 
-/// `lab`: bring the six-hop, two-middlebox scenario up and down a few times (needs root).
-func benchLab(runs: Int = 5) throws {
+/// Runs `body` in batches until `seconds` have passed; returns operations per second.
+/// The body returns a value folded into a sink so the optimizer cannot drop the work.
+@inline(never)
+func measure(seconds: Double = 1.0, _ body: () throws -> Int) rethrows -> (perSecond: Double, sink: Int) {
+    var sink = 0
+    // Warm up (caches, first allocations).
+    for _ in 0..<1000 { sink &+= try body() }
+    var iterations = 0
+    let start = now()
+    var elapsed = 0.0
+    repeat {
+        for _ in 0..<10_000 { sink &+= try body() }
+        iterations += 10_000
+        elapsed = now() - start
+    } while elapsed < seconds
+    return (Double(iterations) / elapsed, sink)
+}
+
+func report(_ name: String, _ r: (perSecond: Double, sink: Int)) {
+    print("\(name) \(Int(r.perSecond))")
+    if r.sink == 42 { print("# sink \(r.sink)") } // keeps the sink alive
+}
+
+func wireBenchmarks() throws {
+    let client = IPv4Address(198, 18, 0, 1), server = IPv4Address(198, 18, 3, 2)
+    var ip = IPv4Header(source: client, destination: server, protocol: .tcp, ttl: 64)
+    ip.dontFragment = true
+    let synOptions: [TCPOption] = [
+        .maximumSegmentSize(1460), .sackPermitted, .timestamps(value: 0x1234_5678, echoReply: 0),
+        .noOperation, .windowScale(7), .mptcp(.capable(MPCapable(version: 1, flags: MPCapable.hmacSHA))),
+    ]
+    let syn = IPPacket(ip: .v4(ip), transport: .tcp(TCPSegment(header: TCPHeader(
+        sourcePort: 40000, destinationPort: 80, sequenceNumber: 1, flags: .syn, window: 64240, options: synOptions))))
+    let synBytes = try syn.serialized(finalize: true)
+
+    report("syn_parse_per_s", try measure { try IPPacket.parse(synBytes).ip.headerLength })
+    report("syn_serialize_per_s", try measure { try syn.serialized(finalize: true).count })
+
+    let payload = [UInt8](repeating: 0x61, count: 1400)
+    let mapping = DSS.Mapping(dataSequenceNumber: 0x1_0000_0001, subflowSequenceNumber: 1,
+                              dataLevelLength: 1400, checksum: Checksum.dss(dataSequenceNumber: 0x1_0000_0001,
+                                                                           subflowSequenceNumber: 1, dataLevelLength: 1400, payload: payload))
+    let dataOptions: [TCPOption] = [.noOperation, .noOperation, .timestamps(value: 1, echoReply: 2),
+                                    .mptcp(.dss(DSS(dataACK: 0x1_0000_0000, dataACK64: true, mapping: mapping)))]
+    let data = IPPacket(ip: .v4(ip), transport: .tcp(TCPSegment(header: TCPHeader(
+        sourcePort: 40000, destinationPort: 80, sequenceNumber: 2, acknowledgmentNumber: 3,
+        flags: [.ack, .psh], window: 502, options: dataOptions), payload: payload)))
+    let dataBytes = try data.serialized(finalize: true)
+    report("dss_parse_per_s", try measure { try IPPacket.parse(dataBytes).missingBytes })
+    report("dss_serialize_per_s", try measure { try data.serialized(finalize: true).count })
+
+    var probe = syn
+    probe.ip = .v4({ var h = ip; h.ttl = 1; return h }())
+    let quote = try probe.serialized(finalize: true)
+    let icmp = ICMPMessage.error(family: .v4, type: ICMPv4Type.timeExceeded, code: 0, quoting: quote)
+    let router = IPv4Header(source: IPv4Address(198, 18, 1, 1), destination: client, protocol: .icmp)
+    let icmpBytes = try IPPacket(ip: .v4(router), transport: .icmp(icmp)).serialized(finalize: true)
+    report("icmp_time_exceeded_parse_per_s", try measure {
+        try IPPacket.parse(icmpBytes).icmp?.quote?.packet?.ip.headerLength ?? 0
+    })
+}
+
+/// `lab`: brings the six-hop, two-middlebox scenario up and down a few times (needs root).
+func labBenchmarks(runs: Int = 5) throws {
     var ups: [Double] = [], downs: [Double] = []
     for i in 0..<runs {
         let spec = try Scenario.named("sixhop").spec(name: "b\(getpid() % 100000)x\(i)")
         let lab = try Lab.up(spec, ephemeral: true)
         ups.append(lab.upSeconds)
-        let t = Date()
+        let start = now()
         try lab.down()
-        downs.append(Date().timeIntervalSince(t))
+        downs.append(now() - start)
     }
     func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
     print("lab_up_sixhop_seconds_median \(String(format: "%.3f", median(ups)))")
@@ -22,12 +92,15 @@ func benchLab(runs: Int = 5) throws {
     print("lab_down_sixhop_seconds_median \(String(format: "%.3f", median(downs)))")
 }
 
+let args = Array(CommandLine.arguments.dropFirst())
 switch args.first {
+case "wire":
+    try wireBenchmarks()
 case "lab":
-    do { try benchLab() } catch {
-        FileHandle.standardError.write(Data("mptracebox-bench lab: \(error)\n".utf8))
-        exit(1)
-    }
+    try labBenchmarks()
 default:
     print("usage: mptracebox-bench wire|lab")
+    print("  wire   parse/serialize rates of the wire formats (run with -c release)")
+    print("  lab    lab up/down time of the six-hop, two-middlebox scenario (root)")
+    exit(args.isEmpty ? 0 : 2)
 }

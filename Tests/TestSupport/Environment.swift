@@ -31,7 +31,7 @@ public enum TestEnvironment {
 
     public static func which(_ name: String) -> String? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin:/usr/sbin:/sbin"
-        // Map to String: `split + [literals]` otherwise infers [[Character]] and finds nothing.
+        // map(String.init): without it the + below infers [[Character]] and every lookup fails.
         for dir in path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin"] {
             let candidate = "\(dir)/\(name)"
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }

@@ -11,7 +11,7 @@ struct LabCommand: ParsableCommand {
             (optionally a second path for a dual-homed client). Hops are Linux routers that may \
             carry middlebox behaviours. Needs root. See docs/lab.md for the spec grammar.
             """,
-        subcommands: [LabUp.self, LabDown.self, LabList.self, LabStatus.self, LabExec.self]
+        subcommands: [LabUp.self, LabDown.self, LabList.self, LabStatus.self, LabExec.self, LabElementCommand.self]
     )
 }
 

@@ -1,0 +1,77 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import PacketIO
+
+/// The real network for the engines: libnet injection and libpcap capture behind `PacketNetwork`.
+///
+/// The capture is opened (with its filter) before anything is sent, so no reply can be missed;
+/// packets the capture sees leaving this host (our own probes on the `any` device) are skipped.
+public final class LiveNetwork: PacketNetwork {
+    public struct Options: Sendable {
+        public var device: String = "any"
+        public var filter: String
+        /// SO_MARK on injected packets (the kernel-RST guard lets marked packets pass).
+        public var mark: UInt32?
+        /// Bind injection to this interface.
+        public var interface: String?
+        /// Write every packet sent and received to this pcap file.
+        public var pcapPath: String?
+
+        public init(filter: String, device: String = "any", mark: UInt32? = nil, interface: String? = nil, pcapPath: String? = nil) {
+            self.filter = filter
+            self.device = device
+            self.mark = mark
+            self.interface = interface
+            self.pcapPath = pcapPath
+        }
+    }
+
+    private let capture: PacketCapture
+    private let injector: RawInjector
+    private let writer: PcapFileWriter?
+
+    public init(options: Options) throws {
+        try Privileges.require([.netRaw], for: "sending crafted probes and capturing replies")
+        capture = try PacketCapture(options: PacketCapture.Options(device: options.device, filter: options.filter))
+        injector = try RawInjector(options: RawInjector.Options(mark: options.mark, interface: options.interface))
+        writer = try options.pcapPath.map { try PcapFileWriter(path: $0) }
+    }
+
+    deinit { close() }
+
+    public func close() {
+        capture.close()
+        injector.close()
+        try? writer?.close()
+    }
+
+    public func send(_ packet: [UInt8]) throws {
+        _ = try injector.send(packet)
+        try writer?.write(packet, timestamp: Self.timestamp(now()))
+    }
+
+    public func receive(until deadline: Double) throws -> ReceivedPacket? {
+        while true {
+            let remaining = deadline - now()
+            guard remaining > 0 else { return nil }
+            guard let p = try capture.next(timeout: remaining) else { return nil }
+            if p.network?.direction == .outgoing { continue }
+            guard let bytes = p.packet else { continue }
+            try writer?.write(bytes, timestamp: p.timestamp)
+            return ReceivedPacket(bytes: bytes, time: p.timestamp.timeInterval)
+        }
+    }
+
+    /// Wall-clock seconds, the clock of pcap timestamps (so RTTs subtract like with like).
+    public func now() -> Double {
+        var tv = timeval()
+        gettimeofday(&tv, nil)
+        return Double(tv.tv_sec) + Double(tv.tv_usec) / 1e6
+    }
+
+    static func timestamp(_ t: Double) -> PacketTimestamp {
+        let s = Int(t)
+        return PacketTimestamp(seconds: s, microseconds: Int((t - Double(s)) * 1e6))
+    }
+}
