@@ -15,7 +15,7 @@ final class LabSpecTests: XCTestCase {
             let b = try HopBehaviour(parsing: t)
             XCTAssertEqual(b.description, t, "canonical text of \(t)")
             XCTAssertEqual(try HopBehaviour(parsing: b.description), b)
-            XCTAssertEqual(b.elementArgument, b.description)
+            XCTAssertEqual(try HopBehaviour(parsing: b.elementArgument), b, "element argument of \(t)")
         }
     }
 
@@ -136,8 +136,8 @@ final class LabSpecTests: XCTestCase {
             let e = try ElementBehaviour(parsing: b.elementArgument)
             XCTAssertEqual(try ElementBehaviour(parsing: e.description), e, t)
             if case .strip(_, let cls, let hook) = b {
-                XCTAssertEqual(e.segments, cls, t)
-                XCTAssertEqual(e.hook, hook, t)
+                XCTAssertEqual(e.segments.rawValue, cls.rawValue, t)
+                XCTAssertEqual(e.hook.rawValue, hook.rawValue, t)
             }
         }
     }
