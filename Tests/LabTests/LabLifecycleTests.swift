@@ -153,6 +153,17 @@ final class LabLifecycleTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(s["MPTcpExtMPJoinAckRx"] ?? 0, 1)
     }
 
+    /// An element behaviour wired by the lab: DSS removed from data segments only.
+    func testStrippedDSSOnDataFallsBackThroughTheElement() throws {
+        let lab = try makeLab(self, hops: ["router", "strip:30/2@data"])
+        XCTAssertEqual(try KernelClient.exchange(lab, bytes: 2500, chunk: 500), 2500)
+        let s = try lab.mptcpCounters(.server)
+        XCTAssertEqual(s["MPTcpExtMPCapableACKRX"], 1, "the handshake was MPTCP")
+        XCTAssertGreaterThanOrEqual(s["MPTcpExtDssFallback"] ?? 0, 1, "data without DSS made the server fall back")
+        let pids = try TestShell.check(["ip", "netns", "pids", lab.namespace(.hop(path: 0, index: 2))])
+        XCTAssertFalse(pids.isEmpty, "the element runs in the hop")
+    }
+
     func testDroppedJoinNeverReachesTheServer() throws {
         let lab = try makeLab(self, hops: ["router"], secondPath: ["drop:30/1@syn"])
         XCTAssertEqual(try KernelClient.exchange(lab, bytes: 5000, chunk: 1000), 5000)
