@@ -154,28 +154,17 @@ public enum HopBehaviour: Sendable, Hashable {
         }
     }
 
-    /// The `--behaviour` argument passed to the element: the canonical text form.
-    public var elementArgument: String { description }
-
-    /// The segments an element behaviour must see (selects what the hop queues to it).
-    public var elementTraffic: ElementTraffic? {
-        guard isElement else { return nil }
+    /// The `--behaviour` argument passed to the element: the canonical text form, with the
+    /// segment class and hook spelt out so that no default can differ between the two parsers.
+    public var elementArgument: String {
         switch self {
-        case .rfc792Quotes: return .locallyGeneratedICMPErrors
-        case .strip(_, let cls, let hook), .replaceWithEOL(_, let cls, let hook):
-            return .forwarded(cls, hook)
-        case .echoMPCapable: return .forwarded(.all, .forward)
-        default: return .forwarded(.all, .forward)
+        case .strip(let sel, let cls, let hook), .replaceWithEOL(let sel, let cls, let hook):
+            let name = { if case .strip = self { return "strip" } else { return "eol" } }()
+            return "\(name):\(sel)@\(cls.rawValue)@\(hook.rawValue)"
+        default:
+            return description
         }
     }
-}
-
-/// What a hop queues to its element.
-public enum ElementTraffic: Sendable, Hashable {
-    /// Forwarded TCP segments of one class, taken in the given hook.
-    case forwarded(SegmentClass, Hook)
-    /// ICMP/ICMPv6 errors the hop itself sends (for RFC 792 quote truncation).
-    case locallyGeneratedICMPErrors
 }
 
 extension HopBehaviour: CustomStringConvertible {

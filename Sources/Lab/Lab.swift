@@ -164,13 +164,8 @@ public final class Lab: @unchecked Sendable {
     /// `log`; returns its pid. It stops at `down` (every process in the namespaces is killed).
     @discardableResult
     public func spawn(_ node: Node, _ argv: [String], log: String) throws -> Int32 {
-        let quoted = argv.map(Self.shellQuote).joined(separator: " ")
-        let out = try Runner.check(["ip", "netns", "exec", namespace(node), "sh", "-c",
-                                    "setsid \(quoted) >\(Self.shellQuote(log)) 2>&1 </dev/null & echo $!"])
-        guard let pid = Int32(out.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            throw LabError.daemonFailed(node: node.name, what: argv[0], log: "no pid: \(out)")
-        }
-        return pid
+        // `ip netns exec` execs the command itself, so the pid is the daemon's.
+        try Runner.spawnDetached(["ip", "netns", "exec", namespace(node)] + argv, log: log)
     }
 
     private func waitReady(_ waits: [(Node, String, String, Int32)]) throws {
@@ -358,8 +353,10 @@ public enum LabBinary {
         return candidate
     }
 
-    /// True when the binary has the `lab _element` subcommand.
+    /// True when the binary has the `lab _element` subcommand (its usage line names it; a
+    /// binary without it prints the `lab` usage instead).
     public static func hasElement(_ binary: String) -> Bool {
-        (try? Runner.run([binary, "lab", "_element", "--help"]).status) == 0
+        guard let r = try? Runner.run([binary, "lab", "_element", "--help"]), r.status == 0 else { return false }
+        return (r.stdout + r.stderr).contains("lab _element")
     }
 }

@@ -184,22 +184,14 @@ public enum NodePlanner {
         var queue = firstQueue
 
         for b in hop.behaviours {
-            if b.isElement, let traffic = b.elementTraffic {
+            if b.isElement {
                 p.elements.append(ElementPlan(queue: queue, behaviour: b))
-                switch traffic {
-                case .forwarded(let cls, let hook):
-                    if cls == .data { needsDataMark = true }
-                    let chain = hook == .prerouting ? "PREROUTING" : "FORWARD"
-                    let rule = "-A \(chain) \(iptMatch(cls)) -j NFQUEUE --queue-num \(queue)"
-                    iptRules.append(rule)
-                    ipt6Rules.append(rule)
-                case .locallyGeneratedICMPErrors:
-                    iptRules += ["time-exceeded", "destination-unreachable", "parameter-problem"].map {
-                        "-A OUTPUT -p icmp --icmp-type \($0) -j NFQUEUE --queue-num \(queue)"
-                    }
-                    ipt6Rules += ["time-exceeded", "destination-unreachable", "parameter-problem"].map {
-                        "-A OUTPUT -p ipv6-icmp --icmpv6-type \($0) -j NFQUEUE --queue-num \(queue)"
-                    }
+                // The element's own rules: what it must see, minus the packets it injects.
+                let rules = (try? ElementBehaviour(parsing: b.elementArgument))
+                    .map { ElementBehaviour.queueRules(for: [$0], queue: queue) } ?? []
+                for r in rules {
+                    let line = (["-A", r.chain] + r.rule).joined(separator: " ")
+                    if r.tool == "ip6tables" { ipt6Rules.append(line) } else { iptRules.append(line) }
                 }
                 queue += 1
                 continue

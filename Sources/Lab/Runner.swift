@@ -171,6 +171,40 @@ public enum Runner {
         }
     }
 
+    /// Starts a detached process (own session, stdin /dev/null, stdout and stderr appended to
+    /// `log`, no other inherited descriptor) and returns its pid without waiting for it.
+    public static func spawnDetached(_ argv: [String], log: String) throws -> Int32 {
+        guard let exe = which(argv[0]) else { throw LabError.toolMissing(argv[0]) }
+        var actions = posix_spawn_file_actions_t()
+        var attr = posix_spawnattr_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawnattr_init(&attr)
+        defer {
+            posix_spawn_file_actions_destroy(&actions)
+            posix_spawnattr_destroy(&attr)
+        }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Foundation leaves pipe descriptors open in children; a daemon holding one would
+        // keep another command's output pipe open forever.
+        // (closefrom is not visible to Swift: close what /proc/self/fd lists now.)
+        let open = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap { Int32($0) }
+        for fd in open where fd > 2 && fcntl(fd, F_GETFD) >= 0 && fcntl(fd, F_GETFD) & FD_CLOEXEC == 0 {
+            posix_spawn_file_actions_addclose(&actions, fd)
+        }
+        posix_spawnattr_setflags(&attr, 0x80)  // POSIX_SPAWN_SETSID (glibc, not imported)
+        var pid: pid_t = 0
+        let cargs = argv.map { strdup($0) } + [nil]
+        defer { cargs.forEach { free($0) } }
+        let rc = posix_spawn(&pid, exe, &actions, &attr, cargs, environ)
+        guard rc == 0 else {
+            throw LabError.commandFailed(command: argv.joined(separator: " "), status: rc,
+                                         stderr: String(cString: strerror(rc)))
+        }
+        return pid
+    }
+
     /// Runs `work` for every element concurrently and rethrows the first error.
     static func concurrently<T: Sendable>(_ items: [T], _ work: @Sendable (T) throws -> Void) throws {
         let errors = ErrorBox()
