@@ -10,7 +10,7 @@ struct LabUp: ParsableCommand {
         abstract: "Bring a lab up (with no arguments: the demo lab).",
         discussion: """
             Hops: `router`, or behaviours joined by ',': silent, ratelimit[:MS], rfc792, \
-            strip:KIND[/SUB][@syn|@synack|@nonsyn|@data|@all][@pre], drop:KIND[/SUB][@CLASS][@pre], \
+            strip:KIND[/SUB][@syn|@synack|@nonsyn|@data|@all][@pre], remove:KIND[/SUB][@CLASS][@pre], drop:KIND[/SUB][@CLASS][@pre], \
             eol:KIND[@CLASS], mss:N, mss:clamp[:N], dscp:N, ecn:clear|ect0|ect1|ce, ttl:N, nat, \
             synproxy, proxy, seqrand, payload:FIND=REPLACE, split:N, coalesce, echo-mpc, delay:MS, \
             loss:P, dup:P, reorder:P.
