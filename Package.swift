@@ -15,6 +15,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // C system libraries (Debian packages).
@@ -37,6 +38,9 @@ let package = Package(
         .target(name: "Report", dependencies: ["Wire", "Diff"]),
         // The trace engine: TTL-limited probes, reply matching, per-hop diffs, findings.
         .target(name: "Trace", dependencies: ["Wire", "Probe", "Diff", "PacketIO", "Report"]),
+        // Scripted probe and suite files (YAML): parsing, expectations, the runner and its reports.
+        .target(name: "Suite", dependencies: ["Wire", "Probe", "Diff", "PacketIO", "Report", "Trace",
+                                              .product(name: "Yams", package: "Yams")]),
         // MPTCP keys, tokens, IDSNs and HMACs over libcrypto.
         .target(name: "MPTCPCrypto", dependencies: ["CCrypto", "Wire"]),
         // The I/O edge: raw injection (libnet), capture and pcap files (libpcap), privileges.
@@ -44,15 +48,15 @@ let package = Package(
         // Scans of target lists: parsing, sharding, pacing, many traces on one capture, SQLite history.
         .target(name: "Scan", dependencies: ["Wire", "Probe", "Trace", "PacketIO", "Report", "CSQLite"]),
         // The network-namespace testbed: routers, middleboxes, servers.
-        .target(name: "Lab", dependencies: ["Wire", "CNetfilterQueue"]),
+        .target(name: "Lab", dependencies: ["Wire", "CNetfilterQueue", .product(name: "Yams", package: "Yams")]),
 
         .executableTarget(
             name: "mptracebox",
             dependencies: [
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                "Wire", "Probe", "Trace", "Report", "MPTCPCrypto", "NetIO", "Lab", "Scan",
+                "Wire", "Probe", "Trace", "Report", "MPTCPCrypto", "NetIO", "Lab", "Suite", "Scan",
             ]),
-        .executableTarget(name: "mptracebox-bench", dependencies: ["Wire", "MPTCPCrypto", "Scan", "Trace", "NetIO", "PacketIO"]),
+        .executableTarget(name: "mptracebox-bench", dependencies: ["Wire", "MPTCPCrypto", "Lab", "Scan", "Trace", "NetIO", "PacketIO"]),
 
         // Shared test helpers: privilege checks that fail (not skip) under CI=true, tshark, netns.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
@@ -60,6 +64,8 @@ let package = Package(
         .testTarget(name: "ProbeTests", dependencies: ["Probe", "Wire"]),
         .testTarget(name: "DiffTests", dependencies: ["Diff", "Probe", "Wire"]),
         .testTarget(name: "TraceTests", dependencies: ["Trace", "Diff", "Probe", "Wire", "PacketIO", "Report"]),
+        .testTarget(name: "SuiteTests",
+                    dependencies: ["Suite", "Trace", "Diff", "Probe", "Wire", "PacketIO", "Lab", "TestSupport"]),
         .testTarget(name: "OracleTests",
                     dependencies: ["Wire", "MPTCPCrypto", "NetIO", "Lab", "TestSupport"]),
         .testTarget(name: "ScanTests", dependencies: ["Scan", "Trace", "Wire", "PacketIO", "Report", "TestSupport"]),

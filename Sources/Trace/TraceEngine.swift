@@ -46,6 +46,9 @@ public final class TraceTask {
         case probing
         case proxy(ProxyState)
         case control(TraceTask)
+        /// The original probe traced once more, after the control went further: a blackhole
+        /// must stall it again (else the first stall was transient).
+        case confirm(TraceTask, control: TraceResult)
         case done
     }
 
@@ -57,6 +60,9 @@ public final class TraceTask {
     /// True when the probe expression fixes a field the identity would use.
     private let sequenceIsFree: Bool
     private let identificationIsFree: Bool
+    private let windowIsFree: Bool
+    /// The TCP window of a probe carries its TTL in the low byte (see ProbeIdentity).
+    static let windowMark: UInt16 = 0xFA00
 
     private var phase: Phase = .probing
     private var startTime: Double?
@@ -81,6 +87,7 @@ public final class TraceTask {
         config = configuration
         sequenceIsFree = configuration.probe.tcp.sequenceNumber == nil
         identificationIsFree = configuration.probe.ip.identification == nil
+        windowIsFree = configuration.probe.tcp.window == nil
     }
 
     /// The address probed and the local ports whose replies belong to this task (the probe's
@@ -107,6 +114,10 @@ public final class TraceTask {
             case .v4(var h): h.ttl = UInt8(id.ttl); packet.ip = .v4(h)
             case .v6(var h): h.hopLimit = UInt8(id.ttl); packet.ip = .v6(h)
             }
+            if windowIsFree, case .tcp(var seg) = packet.transport {
+                seg.header.window = Self.windowMark | UInt16(id.ttl & 0xff)
+                packet.transport = .tcp(seg)
+            }
             let bytes = try packet.serialized(finalize: true)
             return SentProbe(identity: id, packet: try IPPacket.parse(bytes), bytes: bytes, time: 0)
         } catch let e as ProbeError {
@@ -131,13 +142,19 @@ public final class TraceTask {
     // MARK: Matching replies
 
     /// The probe a reply belongs to, trying the identity fields that survived.
-    func identify(sequence: UInt32?, identification: UInt16?, replyTime: Double) -> (ProbeIdentity, String)? {
+    func identify(sequence: UInt32?, identification: UInt16?, window: UInt16? = nil, replyTime: Double) -> (ProbeIdentity, String)? {
         if sequenceIsFree, let s = sequence, let id = ProbeIdentity.decode(s &- config.sequenceBase), sent[id] != nil {
             return (id, "sequence")
         }
         if identificationIsFree, let ipid = identification,
            let id = ProbeIdentity.decode(UInt32(ipid &- config.identificationBase)), sent[id] != nil {
             return (id, "ip-id")
+        }
+        // The window gives the TTL (not the try): take that TTL's latest probe sent before the reply.
+        if windowIsFree, let w = window, w & 0xff00 == Self.windowMark {
+            let ttl = Int(w & 0xff)
+            let tries = sent.values.filter { $0.identity.ttl == ttl && $0.time <= replyTime }
+            if let latest = tries.max(by: { $0.identity.attempt < $1.identity.attempt }) { return (latest.identity, "window") }
         }
         return nil
     }
@@ -167,6 +184,9 @@ public final class TraceTask {
         case .control(let task):
             task.handle(received)
             if task.isFinished { finishControl(task, now: received.time) }
+        case .confirm(let task, let control):
+            task.handle(received)
+            if task.isFinished { finishConfirm(task, control: control, now: received.time) }
         case .done: return
         }
     }
@@ -197,17 +217,18 @@ public final class TraceTask {
     func handleICMPError(_ m: ICMPMessage, from router: IPAddress, at time: Double) {
         guard let quote = m.quote, let inner = quote.packet, inner.ip.destination == config.target,
               inner.ip.upperLayerProtocol == .tcp else { return }
-        let sport: UInt16, dport: UInt16, seq: UInt32?
+        let sport: UInt16, dport: UInt16, seq: UInt32?, window: UInt16?
         switch inner.transport {
-        case .tcp(let s): sport = s.header.sourcePort; dport = s.header.destinationPort; seq = s.header.sequenceNumber
-        case .partialTCP(let p): sport = p.sourcePort; dport = p.destinationPort; seq = p.sequenceNumber
+        case .tcp(let s):
+            sport = s.header.sourcePort; dport = s.header.destinationPort; seq = s.header.sequenceNumber; window = s.header.window
+        case .partialTCP(let p): sport = p.sourcePort; dport = p.destinationPort; seq = p.sequenceNumber; window = p.window
         default: return
         }
         guard sport == (config.probe.tcp.sourcePort ?? config.sourcePort),
               dport == (config.probe.tcp.destinationPort ?? config.destinationPort) else { return }
         var ipid: UInt16?
         if case .v4(let h) = inner.ip { ipid = h.identification }
-        guard let (id, how) = identify(sequence: seq, identification: ipid, replyTime: time), let probe = sent[id] else {
+        guard let (id, how) = identify(sequence: seq, identification: ipid, window: window, replyTime: time), let probe = sent[id] else {
             unmatched += 1
             return
         }
@@ -281,6 +302,13 @@ public final class TraceTask {
             let s = try task.step(now: now, maySend: maySend)
             if s == .finished {
                 finishControl(task, now: now)
+                return try step(now: now, maySend: maySend)
+            }
+            return s
+        case .confirm(let task, let control):
+            let s = try task.step(now: now, maySend: maySend)
+            if s == .finished {
+                finishConfirm(task, control: control, now: now)
                 return try step(now: now, maySend: maySend)
             }
             return s
@@ -394,7 +422,25 @@ public final class TraceTask {
     func finishControl(_ task: TraceTask, now: Double) {
         if let controlResult = task.result, let r = partial {
             probesSent += controlResult.probesSent
-            if let f = blackholeFinding(r, control: controlResult) { partial?.findings.append(f) }
+            if controlGoesFurther(r, control: controlResult) {
+                var again = config
+                again.checkProxy = false
+                again.checkBlackhole = false
+                again.sequenceBase = config.sequenceBase &+ 0x0200_0000
+                again.identificationBase = config.identificationBase &+ 0x8000
+                if let confirm = try? TraceTask(configuration: again) {
+                    phase = .confirm(confirm, control: controlResult)
+                    return
+                }
+            }
+        }
+        finish(now: now)
+    }
+
+    func finishConfirm(_ task: TraceTask, control: TraceResult, now: Double) {
+        if let second = task.result, let r = partial {
+            probesSent += second.probesSent
+            if let f = blackholeFinding(r, control: control, second: second) { partial?.findings.append(f) }
         }
         finish(now: now)
     }
@@ -517,14 +563,19 @@ public final class TraceTask {
         return (control, kind)
     }
 
-    /// When the trace stalled and the control trace went further, the option is blackholed
-    /// where the first trace went silent.
-    func blackholeFinding(_ result: TraceResult, control controlResult: TraceResult) -> Finding? {
-        guard let kind = controlConfiguration()?.kind else { return nil }
-        let lastAnswered = result.hops.filter { $0.reply != .none }.map(\.ttl).max() ?? (config.minTTL - 1)
-        let controlGoesFurther = controlResult.destination.reached
-            || controlResult.hops.contains { $0.reply != .none && $0.ttl > lastAnswered }
-        guard controlGoesFurther else { return nil }
+    func lastAnswered(_ r: TraceResult) -> Int { r.hops.filter { $0.reply != .none }.map(\.ttl).max() ?? (config.minTTL - 1) }
+
+    func controlGoesFurther(_ result: TraceResult, control: TraceResult) -> Bool {
+        let last = lastAnswered(result)
+        return control.destination.reached || control.hops.contains { $0.reply != .none && $0.ttl > last }
+    }
+
+    /// When the trace stalled, the control trace went further and the original, traced once
+    /// more, stalled again at the same place, the option is blackholed where it went silent.
+    func blackholeFinding(_ result: TraceResult, control controlResult: TraceResult, second: TraceResult) -> Finding? {
+        guard let kind = controlConfiguration()?.kind, controlGoesFurther(result, control: controlResult) else { return nil }
+        let lastAnswered = lastAnswered(result)
+        guard !second.destination.reached, self.lastAnswered(second) <= lastAnswered else { return nil }
         return Finding(id: .optionBlackhole, hop: lastAnswered + 1, after: lastAnswered >= config.minTTL ? lastAnswered : nil,
                        detail: FindingDetail(kind: kind, note: "the same probe without option \(kind) got answers past TTL \(lastAnswered)"))
     }

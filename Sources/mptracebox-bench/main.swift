@@ -1,8 +1,10 @@
-// Release-mode benchmarks: `swift run -c release mptracebox-bench wire`.
+// Release-mode benchmarks: `swift run -c release mptracebox-bench wire|lab`.
 // Each figure is printed as one `metric value` line, so scripts and notes can quote them.
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
+import Lab
 import Wire
 
 func now() -> Double {
@@ -73,12 +75,32 @@ func wireBenchmarks() throws {
     })
 }
 
+/// `lab`: brings the six-hop, two-middlebox scenario up and down a few times (needs root).
+func labBenchmarks(runs: Int = 5) throws {
+    var ups: [Double] = [], downs: [Double] = []
+    for i in 0..<runs {
+        let spec = try Scenario.named("sixhop").spec(name: "b\(getpid() % 100000)x\(i)")
+        let lab = try Lab.up(spec, ephemeral: true)
+        ups.append(lab.upSeconds)
+        let start = now()
+        try lab.down()
+        downs.append(now() - start)
+    }
+    func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+    print("lab_up_sixhop_seconds_median \(String(format: "%.3f", median(ups)))")
+    print("lab_up_sixhop_seconds_max \(String(format: "%.3f", ups.max() ?? 0))")
+    print("lab_down_sixhop_seconds_median \(String(format: "%.3f", median(downs)))")
+}
+
 let args = Array(CommandLine.arguments.dropFirst())
 switch args.first {
 case "wire":
     try wireBenchmarks()
+case "lab":
+    try labBenchmarks()
 default:
-    print("usage: mptracebox-bench wire")
+    print("usage: mptracebox-bench wire|lab")
     print("  wire   parse/serialize rates of the wire formats (run with -c release)")
+    print("  lab    lab up/down time of the six-hop, two-middlebox scenario (root)")
     exit(args.isEmpty ? 0 : 2)
 }

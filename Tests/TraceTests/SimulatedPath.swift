@@ -12,6 +12,7 @@ final class SimulatedPath: PacketNetwork {
         case clampMSS(UInt16)       // forward hook
         case proxy                  // terminates TCP: answers SYNs itself, without MP_CAPABLE
         case dropOption(UInt8)      // drops segments carrying the option kind
+        case dropFirst(Int)         // drops everything until it has seen this many packets (a transient outage)
     }
 
     enum Server { case mptcp, plain, echo }
@@ -23,6 +24,7 @@ final class SimulatedPath: PacketNetwork {
     private(set) var clock: Double = 1000
     private var pending: [ReceivedPacket] = []
     private(set) var sentCount = 0
+    private var seenByHop: [Int: Int] = [:]
 
     init(client: IPAddress, hops: [Hop], server: Server = .mptcp, hopLatency: Double = 0.001) {
         self.client = client
@@ -59,6 +61,10 @@ final class SimulatedPath: PacketNetwork {
             if case .proxy = hop, case .tcp(let seg) = packet.transport, seg.header.flags.contains(.syn) {
                 reply(tcpAnswer(to: packet, seg, mpc: nil), at: replyTime)
                 return
+            }
+            if case .dropFirst(let n) = hop {
+                seenByHop[i, default: 0] += 1
+                if seenByHop[i]! <= n { return }
             }
             if case .dropOption(let k) = hop, let seg = packet.tcp, seg.header.options.options.contains(where: { $0.kind.rawValue == k }) {
                 return

@@ -84,6 +84,14 @@ final class TraceEngineTests: XCTestCase {
         XCTAssertEqual(bh?.detail.kind, 30)
     }
 
+    func testATransientOutageIsNotCalledABlackhole() throws {
+        // Hop 2 drops the first trace's probes (6 TTLs past hop 1), then recovers: the control
+        // goes through, and so does the confirmation run of the original probe.
+        let (r, _) = try trace([.router, .dropFirst(5), .router]) { $0.timeout = 0.5; $0.retries = 0; $0.maxTTL = 6 }
+        XCTAssertFalse(r.destination.reached)
+        XCTAssertFalse(r.findings.contains { $0.id == .optionBlackhole })
+    }
+
     func testIPv6Path() throws {
         let (r, _) = try trace([.router, .stripMPTCP, .router], v6: true)
         XCTAssertTrue(r.destination.reached)

@@ -1,0 +1,322 @@
+// What one hop of a lab path does to the traffic it forwards.
+//
+// The text form (`strip:30@syn`, `mss:clamp:1400`, `delay:20`) is the single grammar used on
+// the command line, in YAML lab files and as the element's `--behaviour` argument, so
+// `HopBehaviour(parsing: b.description) == b` for every value.
+
+/// Which segments a behaviour applies to.
+public enum SegmentClass: String, Sendable, Hashable, Codable, CaseIterable {
+    /// SYN without ACK.
+    case syn
+    /// SYN with ACK.
+    case synack
+    /// Every segment without SYN (ACKs, data, FIN, RST).
+    case nonsyn
+    /// Segments without SYN that carry payload.
+    case data
+    /// Every TCP segment.
+    case all
+}
+
+/// Where in the hop the change is made. A change in prerouting is already visible in the
+/// hop's own ICMP quote; a change in forward only shows from the next hop on.
+public enum Hook: String, Sendable, Hashable, Codable {
+    case prerouting = "pre"
+    case forward = "fwd"
+}
+
+/// ECN codepoint written by an `ecn:` middlebox.
+public enum ECNAction: String, Sendable, Hashable, Codable, CaseIterable {
+    case clear, ect0, ect1, ce
+
+    /// The two-bit codepoint.
+    public var codepoint: UInt8 {
+        switch self {
+        case .clear: return 0
+        case .ect1: return 1
+        case .ect0: return 2
+        case .ce: return 3
+        }
+    }
+}
+
+/// A TCP option kind, optionally narrowed to one MPTCP subtype (kind 30).
+public struct OptionSelector: Sendable, Hashable, Codable, CustomStringConvertible {
+    public var kind: UInt8
+    public var mptcpSubtype: UInt8?
+
+    public init(kind: UInt8, mptcpSubtype: UInt8? = nil) {
+        self.kind = kind
+        self.mptcpSubtype = mptcpSubtype
+    }
+
+    /// Names accepted in place of kind numbers.
+    public static let kindNames: [String: UInt8] = [
+        "eol": 0, "nop": 1, "mss": 2, "wscale": 3, "sackok": 4, "sack": 5, "ts": 8,
+        "md5": 19, "ao": 29, "mptcp": 30, "fastopen": 34,
+    ]
+    /// Names accepted in place of MPTCP subtype numbers (RFC 8684 §3).
+    public static let subtypeNames: [String: UInt8] = [
+        "mp_capable": 0, "mp_join": 1, "dss": 2, "add_addr": 3, "remove_addr": 4,
+        "mp_prio": 5, "mp_fail": 6, "mp_fastclose": 7, "mp_tcprst": 8,
+    ]
+
+    public var description: String {
+        if let sub = mptcpSubtype { return "\(kind)/\(sub)" }
+        return "\(kind)"
+    }
+
+    /// Parses `KIND` or `KIND/SUBTYPE`, by number or name (`mptcp/mp_join`).
+    public init(parsing text: String) throws {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count <= 2, let kindText = parts.first, !kindText.isEmpty else {
+            throw LabSpecError.badBehaviour(text, "expected KIND or KIND/SUBTYPE, e.g. 30 or 30/1")
+        }
+        guard let kind = UInt8(kindText) ?? Self.kindNames[kindText.lowercased()] else {
+            throw LabSpecError.badBehaviour(text, "unknown option kind '\(kindText)' (0-255 or one of \(Self.kindNames.keys.sorted().joined(separator: ", ")))")
+        }
+        self.kind = kind
+        if parts.count == 2 {
+            guard kind == 30 else {
+                throw LabSpecError.badBehaviour(text, "a subtype is only meaningful for the MPTCP option (kind 30)")
+            }
+            guard let sub = UInt8(parts[1]).flatMap({ $0 < 16 ? $0 : nil }) ?? Self.subtypeNames[parts[1].lowercased()] else {
+                throw LabSpecError.badBehaviour(text, "unknown MPTCP subtype '\(parts[1])' (0-15 or a name such as mp_join)")
+            }
+            self.mptcpSubtype = sub
+        } else {
+            self.mptcpSubtype = nil
+        }
+    }
+}
+
+/// One behaviour of a hop. A hop with no behaviour is a plain Linux router.
+public enum HopBehaviour: Sendable, Hashable {
+    // Routers.
+    /// Does not send any ICMP error (time-exceeded, unreachable).
+    case silent
+    /// Sends ICMP errors at most once per `milliseconds` per destination (kernel rate limit).
+    case icmpRateLimit(milliseconds: Int)
+    /// Quotes only the IP header and 8 bytes in ICMP errors (RFC 792 style). [element]
+    case rfc792Quotes
+
+    // Middleboxes (nftables / iptables in the hop namespace).
+    /// Overwrites the option with NOPs (kind only), or removes one MPTCP subtype [element].
+    case strip(OptionSelector, on: SegmentClass, hook: Hook)
+    /// Removes the option, shrinking the header (data offset and lengths fixed). [element]
+    case remove(OptionSelector, on: SegmentClass, hook: Hook)
+    /// Drops segments that carry the option (or MPTCP subtype).
+    case drop(OptionSelector, on: SegmentClass, hook: Hook)
+    /// Replaces the option with EOL. [element]
+    case replaceWithEOL(OptionSelector, on: SegmentClass, hook: Hook)
+    /// Sets the MSS option of SYN and SYN/ACK segments to this value.
+    case setMSS(UInt16)
+    /// Lowers the MSS option to this value (or to the route's MTU when nil) when it is larger.
+    case clampMSS(UInt16?)
+    case setDSCP(UInt8)
+    case setECN(ECNAction)
+    case setTTL(UInt8)
+    /// Source NAT (masquerade) towards the server, with randomised source ports.
+    case nat
+    /// The kernel's SYNPROXY: answers SYNs itself with cookies, then splices the connection
+    /// to the server with rewritten sequence numbers.
+    case synproxy
+    /// A transparent terminating TCP proxy: connections are redirected to a process in the hop
+    /// that opens its own plain TCP connection to the original destination.
+    case terminatingProxy
+
+    // Userspace NFQUEUE element behaviours. [element]
+    case randomiseSequence
+    /// Replaces `find` with `replace` in segment payloads (bytes given as text).
+    case payloadRewrite(find: String, replace: String)
+    /// Splits each data segment into segments of at most `bytes` payload bytes.
+    case split(bytes: Int)
+    /// Coalesces consecutive data segments.
+    case coalesce
+    /// Echoes the client's MP_CAPABLE back in the SYN/ACK.
+    case echoMPCapable
+    case delay(milliseconds: Int)
+    /// Loss, duplication and reordering probabilities in percent.
+    case loss(percent: Double)
+    case duplicate(percent: Double)
+    case reorder(percent: Double)
+
+    /// True when the behaviour needs the userspace NFQUEUE element (`mptracebox lab _element`).
+    public var isElement: Bool {
+        switch self {
+        case .rfc792Quotes, .replaceWithEOL, .remove, .randomiseSequence, .payloadRewrite, .split, .coalesce,
+             .echoMPCapable, .delay, .loss, .duplicate, .reorder:
+            return true
+        case .strip(let sel, _, _):
+            // nftables resets whole options only; a single MPTCP subtype needs the element.
+            return sel.mptcpSubtype != nil
+        case .silent, .icmpRateLimit, .drop, .setMSS, .clampMSS, .setDSCP, .setECN, .setTTL, .nat,
+             .synproxy, .terminatingProxy:
+            return false
+        }
+    }
+
+    /// The `--behaviour` argument passed to the element: the canonical text form, with the
+    /// segment class and hook spelt out so that no default can differ between the two parsers.
+    public var elementArgument: String {
+        switch self {
+        case .strip(let sel, let cls, let hook), .replaceWithEOL(let sel, let cls, let hook), .remove(let sel, let cls, let hook):
+            let name: String
+            switch self {
+            case .strip: name = "strip"
+            case .remove: name = "remove"
+            default: name = "eol"
+            }
+            return "\(name):\(sel)@\(cls.rawValue)@\(hook.rawValue)"
+        default:
+            return description
+        }
+    }
+}
+
+extension HopBehaviour: CustomStringConvertible {
+    public var description: String {
+        func qualifiers(_ cls: SegmentClass, _ hook: Hook, default def: SegmentClass) -> String {
+            (cls == def ? "" : "@\(cls.rawValue)") + (hook == .forward ? "" : "@pre")
+        }
+        switch self {
+        case .silent: return "silent"
+        case .icmpRateLimit(let ms): return "ratelimit:\(ms)"
+        case .rfc792Quotes: return "rfc792"
+        case .strip(let sel, let cls, let hook): return "strip:\(sel)" + qualifiers(cls, hook, default: .all)
+        case .drop(let sel, let cls, let hook): return "drop:\(sel)" + qualifiers(cls, hook, default: .all)
+        case .remove(let sel, let cls, let hook): return "remove:\(sel)" + qualifiers(cls, hook, default: .all)
+        case .replaceWithEOL(let sel, let cls, let hook): return "eol:\(sel)" + qualifiers(cls, hook, default: .all)
+        case .setMSS(let v): return "mss:\(v)"
+        case .clampMSS(let v): return v.map { "mss:clamp:\($0)" } ?? "mss:clamp"
+        case .setDSCP(let v): return "dscp:\(v)"
+        case .setECN(let a): return "ecn:\(a.rawValue)"
+        case .setTTL(let v): return "ttl:\(v)"
+        case .nat: return "nat"
+        case .synproxy: return "synproxy"
+        case .terminatingProxy: return "proxy"
+        case .randomiseSequence: return "seqrand"
+        case .payloadRewrite(let f, let r): return "payload:\(f)=\(r)"
+        case .split(let n): return "split:\(n)"
+        case .coalesce: return "coalesce"
+        case .echoMPCapable: return "echo-mpc"
+        case .delay(let ms): return "delay:\(ms)"
+        case .loss(let p): return "loss:\(Self.format(p))"
+        case .duplicate(let p): return "dup:\(Self.format(p))"
+        case .reorder(let p): return "reorder:\(Self.format(p))"
+        }
+    }
+
+    private static func format(_ p: Double) -> String {
+        p == p.rounded() ? String(Int(p)) : String(p)
+    }
+}
+
+extension HopBehaviour {
+    /// Every behaviour name, for help texts and error messages.
+    public static let names = [
+        "router", "silent", "ratelimit[:MS]", "rfc792", "strip:KIND[/SUB][@CLASS][@pre]",
+        "drop:KIND[/SUB][@CLASS][@pre]", "remove:KIND[/SUB][@CLASS][@pre]", "eol:KIND[@CLASS][@pre]", "mss:N", "mss:clamp[:N]",
+        "dscp:N", "ecn:clear|ect0|ect1|ce", "ttl:N", "nat", "synproxy", "proxy", "seqrand",
+        "payload:FIND=REPLACE", "split:N", "coalesce", "echo-mpc", "delay:MS", "loss:P", "dup:P",
+        "reorder:P",
+    ]
+
+    /// Parses one behaviour. `router` is not a behaviour (it is the empty list); see `HopSpec`.
+    public init(parsing text: String) throws {
+        // Qualifiers: NAME[:ARG]@CLASS@pre (in any order after the argument).
+        var pieces = text.split(separator: "@", omittingEmptySubsequences: false).map(String.init)
+        let head = pieces.removeFirst()
+        var cls: SegmentClass?
+        var hook = Hook.forward
+        for q in pieces {
+            if let c = SegmentClass(rawValue: q.lowercased()) {
+                guard cls == nil else { throw LabSpecError.badBehaviour(text, "two segment classes given") }
+                cls = c
+            } else if q.lowercased() == "pre" || q.lowercased() == "prerouting" {
+                hook = .prerouting
+            } else if q.lowercased() == "fwd" || q.lowercased() == "forward" {
+                hook = .forward
+            } else {
+                throw LabSpecError.badBehaviour(text, "unknown qualifier '@\(q)' (use @syn, @synack, @nonsyn, @data, @all, @pre)")
+            }
+        }
+        let colon = head.firstIndex(of: ":")
+        let name = String(colon.map { head[..<$0] } ?? head[...]).lowercased()
+        let arg: String? = colon.map { String(head[head.index(after: $0)...]) }
+
+        func needArg() throws -> String {
+            guard let arg, !arg.isEmpty else { throw LabSpecError.badBehaviour(text, "'\(name)' needs an argument") }
+            return arg
+        }
+        func noArg() throws {
+            guard arg == nil else { throw LabSpecError.badBehaviour(text, "'\(name)' takes no argument") }
+        }
+        func noQualifiers() throws {
+            guard pieces.isEmpty else { throw LabSpecError.badBehaviour(text, "'\(name)' takes no @ qualifier") }
+        }
+        func int<T: FixedWidthInteger>(_ s: String, _ range: ClosedRange<T>, _ what: String) throws -> T {
+            guard let v = T(s), range.contains(v) else {
+                throw LabSpecError.badBehaviour(text, "\(what) must be an integer in \(range.lowerBound)...\(range.upperBound), got '\(s)'")
+            }
+            return v
+        }
+        func percent(_ s: String) throws -> Double {
+            guard let v = Double(s), v >= 0, v <= 100 else {
+                throw LabSpecError.badBehaviour(text, "a percentage in 0...100 is needed, got '\(s)'")
+            }
+            return v
+        }
+
+        switch name {
+        case "silent": try noArg(); try noQualifiers(); self = .silent
+        case "ratelimit":
+            try noQualifiers()
+            self = .icmpRateLimit(milliseconds: try arg.map { try int($0, 1...60_000, "the rate limit (ms)") } ?? 1000)
+        case "rfc792": try noArg(); try noQualifiers(); self = .rfc792Quotes
+        case "strip": self = .strip(try OptionSelector(parsing: needArg()), on: cls ?? .all, hook: hook)
+        case "drop": self = .drop(try OptionSelector(parsing: needArg()), on: cls ?? .all, hook: hook)
+        case "remove": self = .remove(try OptionSelector(parsing: needArg()), on: cls ?? .all, hook: hook)
+        case "eol": self = .replaceWithEOL(try OptionSelector(parsing: needArg()), on: cls ?? .all, hook: hook)
+        case "mss":
+            try noQualifiers()
+            let a = try needArg()
+            if a == "clamp" {
+                self = .clampMSS(nil)
+            } else if a.hasPrefix("clamp:") {
+                self = .clampMSS(try int(String(a.dropFirst(6)), 88...65535, "the MSS"))
+            } else {
+                self = .setMSS(try int(a, 88...65535, "the MSS"))
+            }
+        case "dscp": try noQualifiers(); self = .setDSCP(try int(needArg(), 0...63, "the DSCP"))
+        case "ecn":
+            try noQualifiers()
+            let a = try needArg()
+            guard let action = ECNAction(rawValue: a.lowercased()) else {
+                throw LabSpecError.badBehaviour(text, "ecn needs one of clear, ect0, ect1, ce")
+            }
+            self = .setECN(action)
+        case "ttl": try noQualifiers(); self = .setTTL(try int(needArg(), 1...255, "the TTL"))
+        case "nat": try noArg(); try noQualifiers(); self = .nat
+        case "synproxy": try noArg(); try noQualifiers(); self = .synproxy
+        case "proxy": try noArg(); try noQualifiers(); self = .terminatingProxy
+        case "seqrand": try noArg(); try noQualifiers(); self = .randomiseSequence
+        case "payload":
+            try noQualifiers()
+            let a = try needArg()
+            guard let eq = a.firstIndex(of: "="), eq != a.startIndex else {
+                throw LabSpecError.badBehaviour(text, "payload needs FIND=REPLACE, e.g. payload:GET=PUT")
+            }
+            self = .payloadRewrite(find: String(a[..<eq]), replace: String(a[a.index(after: eq)...]))
+        case "split": try noQualifiers(); self = .split(bytes: try int(needArg(), 1...65535, "the segment size"))
+        case "coalesce": try noArg(); try noQualifiers(); self = .coalesce
+        case "echo-mpc": try noArg(); try noQualifiers(); self = .echoMPCapable
+        case "delay": try noQualifiers(); self = .delay(milliseconds: try int(needArg(), 0...60_000, "the delay (ms)"))
+        case "loss": try noQualifiers(); self = .loss(percent: try percent(needArg()))
+        case "dup": try noQualifiers(); self = .duplicate(percent: try percent(needArg()))
+        case "reorder": try noQualifiers(); self = .reorder(percent: try percent(needArg()))
+        default:
+            throw LabSpecError.badBehaviour(text, "unknown behaviour '\(name)'; known: \(Self.names.joined(separator: ", "))")
+        }
+    }
+}

@@ -1,0 +1,1 @@
+../WireTests/Fixtures.swift
