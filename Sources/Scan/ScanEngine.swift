@@ -48,6 +48,15 @@ public struct ScanCounters: Sendable {
     /// The longest a captured packet waited before its task saw it (seconds): when this nears
     /// the timeout, the host cannot keep up with the rate.
     public var maxReplyLag = 0.0
+    /// When the first and the last packet were sent (the sending period, for the achieved rate).
+    public var firstSend: Double?
+    public var lastSend: Double?
+
+    /// Packets per second over the sending period.
+    public var sendRate: Double {
+        guard let a = firstSend, let b = lastSend, b > a, packetsSent > 1 else { return 0 }
+        return Double(packetsSent - 1) / (b - a)
+    }
 }
 
 /// Runs many checks at once over one `PacketNetwork` (one capture, one injector): a dispatcher
@@ -244,6 +253,8 @@ public final class ScanEngine {
                 do {
                     try network.send(bytes)
                     counters.packetsSent += 1
+                    if counters.firstSend == nil { counters.firstSend = now }
+                    counters.lastSend = now
                 } catch {
                     // One lost probe is what a lossy path does too; the task's retries cover it.
                     counters.sendErrors += 1

@@ -38,6 +38,8 @@ public struct ScanSummary: Sendable {
     public var packetsReceived = 0
     public var sendErrors = 0
     public var maxReplyLag = 0.0
+    /// Packets per second between the first and the last send.
+    public var sendRate = 0.0
     public var seconds = 0.0
 
     public var json: JSON {
@@ -48,7 +50,7 @@ public struct ScanSummary: Sendable {
             ("blocked", .number(blocked)), ("duplicates", .number(duplicates)), ("filtered", .number(filtered)),
             ("packets_sent", .number(packetsSent)), ("packets_received", .number(packetsReceived)),
             ("send_errors", .number(sendErrors)), ("max_reply_lag_ms", .double(maxReplyLag * 1000)), ("duration_s", .double(seconds)),
-            ("packets_per_s", .double(seconds > 0 ? Double(packetsSent) / seconds : 0)),
+            ("packets_per_s", .double(seconds > 0 ? Double(packetsSent) / seconds : 0)), ("send_rate", .double(sendRate)),
         ])
     }
 }
@@ -125,6 +127,7 @@ public final class ScanRunner {
         summary.packetsReceived = c.packetsReceived
         summary.sendErrors = c.sendErrors
         summary.maxReplyLag = c.maxReplyLag
+        summary.sendRate = c.sendRate
         summary.seconds = clock.now() - start
         if stopped {
             summary.outcome = .interrupted

@@ -1,4 +1,4 @@
-// Release-mode benchmarks: `swift run -c release mptracebox-bench wire|lab`.
+// Release-mode benchmarks: `swift run -c release mptracebox-bench wire|lab|scan-input|scan-live`.
 // Each figure is printed as one `metric value` line, so scripts and notes can quote them.
 #if canImport(Glibc)
 import Glibc
@@ -98,9 +98,17 @@ case "wire":
     try wireBenchmarks()
 case "lab":
     try labBenchmarks()
+case "scan-input":
+    try scanInputBenchmark(lines: args.dropFirst().first.flatMap { Int($0) } ?? 1_000_000, withStore: !args.contains("--no-db"))
+case "scan-live":
+    let numbers = args.dropFirst().compactMap { Double($0) }
+    try scanLiveBenchmark(targets: Int(numbers.first ?? 10_000), rates: numbers.count > 1 ? Array(numbers.dropFirst()) : [2000, 10000],
+                          shardOfMillion: args.contains("--million"))
 default:
-    print("usage: mptracebox-bench wire|lab")
+    print("usage: mptracebox-bench wire|lab|scan-input [LINES] [--no-db]|scan-live [TARGETS RATE...] [--million]")
     print("  wire   parse/serialize rates of the wire formats (run with -c release)")
     print("  lab    lab up/down time of the six-hop, two-middlebox scenario (root)")
+    print("  scan-input  the scan pipeline on an instant in-process network: targets/s, CPU and RSS for LINES lines")
+    print("  scan-live   the release scanner against the lab's AnyIP server: achieved rate, CPU per target (root)")
     exit(args.isEmpty ? 0 : 2)
 }
