@@ -190,7 +190,9 @@ public final class ScanRunner {
         guard !pending.isEmpty else { return }
         let batch = pending
         pending.removeAll(keepingCapacity: true)
-        let written = try store?.commit(batch) ?? batch
+        let lines = batch.map { $0.json.rendered() }
+        let kept = try store?.commit(batch, lines: lines) ?? Array(batch.indices)
+        let written = kept.map { batch[$0] }
         summary.duplicates += batch.count - written.count
         for r in written {
             summary.recorded += 1
@@ -200,6 +202,6 @@ public final class ScanRunner {
             case .error: summary.errors += 1
             }
         }
-        try output?.write(written.map { $0.json.rendered() })
+        try output?.write(kept.map { lines[$0] })
     }
 }

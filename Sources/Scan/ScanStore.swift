@@ -205,19 +205,26 @@ public final class ScanStore {
     /// Writes a batch in one transaction; returns the records that were new (the others were
     /// already recorded for their run and are dropped).
     public func commit(_ records: [ScanRecord]) throws -> [ScanRecord] {
+        try commit(records, lines: records.map { $0.json.rendered() }).map { records[$0] }
+    }
+
+    /// The same with each record's JSON line rendered by the caller (rendered once, written
+    /// twice); returns the indices of the records that were new.
+    public func commit(_ records: [ScanRecord], lines: [String]) throws -> [Int] {
         guard !records.isEmpty else { return [] }
+        precondition(records.count == lines.count, "one line per record")
         try db.execute("BEGIN IMMEDIATE")
         do {
-            var inserted: [ScanRecord] = []
-            for r in records {
+            var inserted: [Int] = []
+            for (index, r) in records.enumerated() {
                 try insertResult.run([
                     .int(r.run), .text(r.target), .int(Int64(r.port)), r.name.map { .text($0) } ?? .null,
                     r.tag.map { .text($0) } ?? .null, .text(r.origin), .text(r.status.rawValue),
                     r.verdict.map { .text($0) } ?? .null, .text(r.findings.sorted().joined(separator: " ")),
-                    .double(r.started), .double(r.finished), .text(r.json.rendered()),
+                    .double(r.started), .double(r.finished), .text(lines[index]),
                 ])
                 guard db.changes == 1 else { continue }
-                inserted.append(r)
+                inserted.append(index)
                 for (check, i) in r.interference {
                     try insertInterference.run([.int(r.run), .text(r.target), .int(Int64(r.port)), .text(check), .text(i.finding),
                                                 .int(Int64(i.ttl)), i.address.map { .text($0) } ?? .null])

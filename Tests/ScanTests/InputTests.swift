@@ -1,4 +1,5 @@
 import XCTest
+import Foundation
 import Wire
 @testable import Scan
 
@@ -208,5 +209,64 @@ final class PacingTests: XCTestCase {
         XCTAssertTrue(r.insert(3)); XCTAssertTrue(r.insert(4))
         XCTAssertTrue(r.insert(1)) // evicted
         XCTAssertFalse(r.insert(4))
+    }
+}
+
+final class FeedTests: XCTestCase {
+    func testFamilyChoiceAndCountPass() throws {
+        let v4 = IPAddress("198.18.0.1")!, v4b = IPAddress("198.18.0.2")!, v6 = IPAddress("2001:db8::1")!
+        XCTAssertEqual(ScanFamily.any.pick([v6, v4, v4b]), [v6])
+        XCTAssertEqual(ScanFamily.v4.pick([v6, v4, v4b]), [v4])
+        XCTAssertEqual(ScanFamily.v6.pick([v4]), [])
+        XCTAssertEqual(ScanFamily.both.pick([v6, v4, v4b]), [v4, v6])
+
+        let path = NSTemporaryDirectory() + "feed-\(getpid()).txt"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try "198.18.0.0/30\n2001:db8::5\nname.test\n198.18.0.0/14\n# c\n\u{ff}\u{fe}bad\n".write(toFile: path, atomically: true, encoding: .utf8)
+        var settings = FeedSettings(inputs: [path], family: .v4, maxExpand: 1024)
+        let count = try ListCount.count(settings)
+        XCTAssertEqual(count.indices, 4 + 1 + 1)
+        XCTAssertEqual(count.badLines, 2)
+        XCTAssertEqual(count.firstErrors.first?.location, "\(path):4")
+        XCTAssertTrue(count.firstErrors.first?.message.contains("over the cap of 1024") == true)
+
+        settings.resolverTimeout = 1
+        let feed = try TargetFeed(settings: settings, indices: count.indices) { name in
+            guard name == "name.test" else { throw ScanError.input("no") }
+            return [IPAddress("2001:db8::9")!, IPAddress("198.18.9.9")!]
+        }
+        feed.start()
+        var targets: [String] = [], filtered = 0, bad = 0
+        loop: while let item = feed.next(timeout: 5) {
+            switch item {
+            case .target(let t): targets.append(t.address.description)
+            case .filtered: filtered += 1
+            case .badLine: bad += 1
+            case .end: break loop
+            default: break
+            }
+        }
+        XCTAssertEqual(Set(targets), ["198.18.0.0", "198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.9.9"])
+        XCTAssertEqual(filtered, 1)
+        XCTAssertEqual(bad, 2)
+        XCTAssertThrowsError(try TargetFeed(settings: FeedSettings(inputs: ["-"], shard: Shard("1/2")!), indices: nil) { _ in [] })
+    }
+
+    func testResolverTimeoutGivesUp() throws {
+        let path = NSTemporaryDirectory() + "feed-slow-\(getpid()).txt"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try "slow.test\n".write(toFile: path, atomically: true, encoding: .utf8)
+        var settings = FeedSettings(inputs: [path])
+        settings.resolverTimeout = 0.2
+        let feed = try TargetFeed(settings: settings, indices: nil) { _ in
+            usleep(1_500_000)
+            return [IPAddress("198.18.0.1")!]
+        }
+        let start = Date()
+        feed.start()
+        guard case .unresolved(let name, _, _, _, let message)? = feed.next(timeout: 1) else { return XCTFail("no timeout reported") }
+        XCTAssertEqual(name, "slow.test")
+        XCTAssertTrue(message.contains("no answer within 0.2 s"), message)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 1)
     }
 }
