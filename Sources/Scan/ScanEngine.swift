@@ -29,12 +29,30 @@ public enum ScanPull {
     case exhausted
 }
 
+/// One check's end: its finished task (document and summary are drawn from it when asked, so
+/// the rendering can happen off the dispatcher's thread) or the error that stopped it.
+public struct CheckOutcome {
+    public var name: String
+    public var task: ScanTask?
+    public var error: String?
+
+    public init(name: String, task: ScanTask?, error: String?) {
+        self.name = name
+        self.task = task
+        self.error = error
+    }
+
+    public var document: JSON? { error == nil ? task?.document : nil }
+    public var summary: CheckSummary? { error == nil ? task?.summary : nil }
+}
+
 /// A target's outcome: one document and summary per check, or the error that stopped a check.
-public struct ScanOutcome {
+/// Its tasks are finished and no longer touched by the engine: it may move to another thread.
+public struct ScanOutcome: @unchecked Sendable {
     public var target: ScanTarget
     public var started: Double
     public var finished: Double
-    public var checks: [(name: String, document: JSON?, summary: CheckSummary?, error: String?)]
+    public var checks: [CheckOutcome]
 }
 
 /// Counters of a run, for progress and the run's record.
@@ -88,7 +106,7 @@ public final class ScanEngine {
         let started: Double
         let portBlock: UInt16
         var slots: [Int] = []
-        var results: [(name: String, document: JSON?, summary: CheckSummary?, error: String?)?]
+        var results: [CheckOutcome?]
         var remaining: Int
 
         init(target: ScanTarget, started: Double, portBlock: UInt16, checks: Int) {
@@ -227,7 +245,7 @@ public final class ScanEngine {
                 job.slots.append(id)
                 heap.push(WakeHeap.Entry(time: now, slot: id, generation: 0))
             } catch {
-                job.results[i] = (check.name, nil, nil, "\(error)")
+                job.results[i] = CheckOutcome(name: check.name, task: nil, error: "\(error)")
                 job.remaining -= 1
             }
             port &+= UInt16(check.portsPerTarget)
@@ -281,7 +299,7 @@ public final class ScanEngine {
         guard let slot = slots.removeValue(forKey: id) else { return }
         for k in slot.routes where routes[k] == id { routes[k] = nil }
         let job = slot.job
-        job.results[slot.index] = (slot.name, error == nil ? slot.task.document : nil, error == nil ? slot.task.summary : nil, error)
+        job.results[slot.index] = CheckOutcome(name: slot.name, task: slot.task, error: error)
         job.remaining -= 1
         if job.remaining == 0 { try finish(job, now: now, complete: complete) }
     }
@@ -290,7 +308,7 @@ public final class ScanEngine {
         activeJobs -= 1
         freeBlocks.append(job.portBlock)
         counters.completed += 1
-        let results = job.results.enumerated().map { i, r in r ?? (checks[i].name, nil, nil, "not run") }
+        let results = job.results.enumerated().map { i, r in r ?? CheckOutcome(name: checks[i].name, task: nil, error: "not run") }
         try complete(ScanOutcome(target: job.target, started: job.started, finished: now, checks: results))
     }
 

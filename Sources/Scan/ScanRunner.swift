@@ -57,6 +57,8 @@ public struct ScanSummary: Sendable {
 
 /// One scan run: the feed into the engine, each outcome into the store (one transaction per
 /// batch) and then the JSON Lines output, so what is written is always committed first.
+/// Records are rendered, committed and written on a writer thread, so the dispatcher (and the
+/// rate) never waits for JSON or the disk.
 public final class ScanRunner {
     public struct Settings {
         public var engine: ScanEngine.Options
@@ -75,10 +77,21 @@ public final class ScanRunner {
     let sourceAddress: (IPAddress) throws -> IPAddress
     let log: (String) -> Void
 
-    private var pending: [ScanRecord] = []
+    enum Pending {
+        case outcome(ScanOutcome)
+        case record(ScanRecord)
+    }
+
+    private var pending: [Pending] = []
     private var lastFlush = 0.0
     private var summary: ScanSummary
     private var fatal: Error?
+    // Shared with the writer thread (under `lock`).
+    private let lock = NSLock()
+    private var written = ScanSummary(run: 0)
+    private var writerError: Error?
+    private let batches = BoundedQueue<[Pending]?>(capacity: 64)
+    private let writerDone = DispatchSemaphore(value: 0)
 
     public init(settings: Settings, network: PacketNetwork, checks: [ScanCheck], feed: TargetFeed, store: ScanStore?,
                 output: JSONLinesWriter?, runID: Int64, sourceAddress: @escaping (IPAddress) throws -> IPAddress,
@@ -101,27 +114,49 @@ public final class ScanRunner {
         lastFlush = start
         var lastProgress = 0.0
         var stopped = false
+        let writer = Thread { [self] in writeLoop() }
+        writer.start()
+        var writerStopped = false
+        func stopWriter() {
+            guard !writerStopped else { return }
+            writerStopped = true
+            batches.push(nil)
+            writerDone.wait()
+        }
+        defer { stopWriter() }
         feed.start()
         try engine.run(source: pull, shouldStop: { [self] in
             let now = clock.now()
-            if now - lastFlush >= settings.batchInterval {
-                do { try flush(now: now) } catch { fatal = error }
-            }
+            if now - lastFlush >= settings.batchInterval { flush(now: now) }
+            lock.lock()
+            if fatal == nil, let e = writerError { fatal = e }
+            let recorded = written.recorded
+            lock.unlock()
             if let p = progress, now - lastProgress >= 0.2 {
                 lastProgress = now
                 let c = engine.counters
-                p(ScanProgress(done: summary.recorded + pending.count + summary.alreadyRecorded, total: total,
+                p(ScanProgress(done: recorded + pending.count + summary.alreadyRecorded, total: total,
                                inFlight: c.started - c.completed, elapsed: now - start, packetsSent: c.packetsSent))
             }
             if fatal != nil { return true }
             if shouldStop() { stopped = true; return true }
             return false
         }, complete: { [self] outcome in
-            pending.append(ScanRecord(run: runID, outcome: outcome))
-            if pending.count >= settings.batchSize { try flush(now: clock.now()) }
+            pending.append(.outcome(outcome))
+            if pending.count >= settings.batchSize { flush(now: clock.now()) }
         })
         if let e = fatal { throw e }
-        try flush(now: clock.now())
+        flush(now: clock.now())
+        stopWriter()
+        lock.lock()
+        let w = written, werr = writerError
+        lock.unlock()
+        if let e = werr { throw e }
+        summary.recorded = w.recorded
+        summary.ok = w.ok
+        summary.unresolved = w.unresolved
+        summary.errors = w.errors
+        summary.duplicates += w.duplicates
         let c = engine.counters
         summary.packetsSent = c.packetsSent
         summary.packetsReceived = c.packetsReceived
@@ -150,8 +185,8 @@ public final class ScanRunner {
                     let src: IPAddress
                     do { src = try sourceAddress(t.address) } catch {
                         let now = engine.network.now()
-                        pending.append(ScanRecord(run: runID, target: t.address.description, port: t.port, name: t.name, tag: t.tag,
-                                                  origin: t.origin, status: .error, started: now, finished: now, error: "\(error)"))
+                        pending.append(.record(ScanRecord(run: runID, target: t.address.description, port: t.port, name: t.name, tag: t.tag,
+                                                          origin: t.origin, status: .error, started: now, finished: now, error: "\(error)")))
                         continue
                     }
                     return .target(t, source: src)
@@ -170,8 +205,8 @@ public final class ScanRunner {
                     }
                 } catch { fatal = error; return .exhausted }
                 let now = engine.network.now()
-                pending.append(ScanRecord(run: runID, target: name, port: port, name: name, tag: tag, origin: origin,
-                                          status: .unresolved, started: now, finished: now, error: message))
+                pending.append(.record(ScanRecord(run: runID, target: name, port: port, name: name, tag: tag, origin: origin,
+                                                  status: .unresolved, started: now, finished: now, error: message)))
             case .blocked:
                 summary.blocked += 1
             case .duplicate:
@@ -185,23 +220,51 @@ public final class ScanRunner {
         return .pending
     }
 
-    func flush(now: Double) throws {
+    /// Hands the pending records to the writer (which commits them, then writes their lines).
+    func flush(now: Double) {
         lastFlush = now
         guard !pending.isEmpty else { return }
-        let batch = pending
+        batches.push(pending)
         pending.removeAll(keepingCapacity: true)
-        let lines = batch.map { $0.json.rendered() }
-        let kept = try store?.commit(batch, lines: lines) ?? Array(batch.indices)
-        let written = kept.map { batch[$0] }
-        summary.duplicates += batch.count - written.count
-        for r in written {
-            summary.recorded += 1
-            switch r.status {
-            case .ok: summary.ok += 1
-            case .unresolved: summary.unresolved += 1
-            case .error: summary.errors += 1
+    }
+
+    /// The writer thread: records rendered once, committed in one transaction per batch, then
+    /// written; after an error it keeps draining (the dispatcher stops at its next turn).
+    func writeLoop() {
+        defer { writerDone.signal() }
+        while true {
+            guard let next = batches.pop(timeout: 3600) else { continue }
+            guard let batch = next else { return }
+            lock.lock()
+            let failed = writerError != nil
+            lock.unlock()
+            if failed { continue }
+            do {
+                let records = batch.map { item -> ScanRecord in
+                    switch item {
+                    case .outcome(let o): return ScanRecord(run: runID, outcome: o)
+                    case .record(let r): return r
+                    }
+                }
+                let lines = records.map { $0.json.rendered() }
+                let kept = try store?.commit(records, lines: lines) ?? Array(records.indices)
+                try output?.write(kept.map { lines[$0] })
+                lock.lock()
+                written.duplicates += records.count - kept.count
+                for i in kept {
+                    written.recorded += 1
+                    switch records[i].status {
+                    case .ok: written.ok += 1
+                    case .unresolved: written.unresolved += 1
+                    case .error: written.errors += 1
+                    }
+                }
+                lock.unlock()
+            } catch {
+                lock.lock()
+                writerError = error
+                lock.unlock()
             }
         }
-        try output?.write(kept.map { lines[$0] })
     }
 }

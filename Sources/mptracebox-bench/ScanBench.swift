@@ -142,7 +142,7 @@ func scanLiveBenchmark(targets: Int, rates: [Double], shardOfMillion: Bool) thro
     func scan(_ args: [String]) throws -> (summary: [String: Any], cpu: Double, rss: Double, wall: Double) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["ip", "netns", "exec", lab.namespace(.client), binary, "scan", "run"] + args
+        p.arguments = ["ip", "netns", "exec", lab.namespace(.client), "/usr/bin/time", "-f", "maxrss_kb=%M", binary, "scan", "run"] + args
             + ["--output", "/dev/null", "--summary-json", "--quiet"]
         let err = Pipe()
         p.standardError = err
@@ -153,10 +153,13 @@ func scanLiveBenchmark(targets: Int, rates: [Double], shardOfMillion: Bool) thro
         let data = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         let wall = now() - t0
-        let last = String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
-        let summary = (try? JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any]) ?? [:]
-        if summary.isEmpty { print("# scan failed: \(String(decoding: data, as: UTF8.self))") }
-        return (summary, cpuSeconds(children: true) - cpu0, peakRSS(children: true), wall)
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+        let json = lines.last { $0.hasPrefix("{") } ?? ""
+        let summary = (try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]) ?? [:]
+        if summary.isEmpty { print("# scan failed: \(lines.joined(separator: " | "))") }
+        // The scanner's own peak RSS (GNU time), not the bench's other children.
+        let rss = lines.last { $0.hasPrefix("maxrss_kb=") }.flatMap { Double($0.dropFirst(10)) }.map { $0 / 1024 } ?? 0
+        return (summary, cpuSeconds(children: true) - cpu0, rss, wall)
     }
 
     for rate in rates {
@@ -172,7 +175,7 @@ func scanLiveBenchmark(targets: Int, rates: [Double], shardOfMillion: Bool) thro
         print("scan_live_\(tag)_cpu_us_per_target \(String(format: "%.1f", r.cpu / Double(max(1, recorded)) * 1e6))")
         print("scan_live_\(tag)_cpu_fraction_of_one_core \(String(format: "%.2f", r.cpu / r.wall))")
         print("scan_live_\(tag)_max_reply_lag_ms \(String(format: "%.1f", r.summary["max_reply_lag_ms"] as? Double ?? 0))")
-        print("scan_live_peak_rss_mib_so_far \(String(format: "%.1f", r.rss))")
+        print("scan_live_\(tag)_peak_rss_mib \(String(format: "%.1f", r.rss))")
     }
 
     if shardOfMillion {

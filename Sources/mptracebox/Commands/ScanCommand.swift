@@ -269,7 +269,7 @@ struct ScanRunCommand: ParsableCommand {
         // A short snap length (probes and their quotes fit) and a large ring: bursts of replies
         // must not overflow the capture.
         let network = try LiveNetwork(options: LiveNetwork.Options(filter: Self.captureFilter(ports), interface: interface,
-                                                                   snapLength: 2048, bufferSize: 64 << 20))
+                                                                   snapLength: 2048, bufferSize: 32 << 20))
         defer { network.close() }
 
         let fam = family
