@@ -63,6 +63,8 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire", "MPTCPCrypto", "NetIO", "TestSupport"]),
         .testTarget(name: "ProbeTests", dependencies: ["Probe", "Wire"]),
         .testTarget(name: "DiffTests", dependencies: ["Diff", "Probe", "Wire"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
+        .testTarget(name: "TraceLabTests", dependencies: ["Lab", "TestSupport"]),
         .testTarget(name: "TraceTests", dependencies: ["Trace", "Diff", "Probe", "Wire", "PacketIO", "Report"]),
         .testTarget(name: "SuiteTests",
                     dependencies: ["Suite", "Trace", "Diff", "Probe", "Wire", "PacketIO", "Lab", "TestSupport"]),

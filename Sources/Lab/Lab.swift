@@ -56,10 +56,19 @@ public final class Lab: @unchecked Sendable {
     /// Brings a lab up. Labs left behind by dead owners are removed first. With `ephemeral`,
     /// the lab belongs to this process: it is taken down on deinit, and by the next `up` on
     /// this machine if the process dies without doing it.
+    /// Whether the effective capability set (/proc/self/status CapEff) holds these bits
+    /// (12 = CAP_NET_ADMIN, 21 = CAP_SYS_ADMIN): root without them cannot build a lab.
+    static func hasCapabilities(_ bits: [Int]) -> Bool {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+              let value = UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16) else { return false }
+        return bits.allSatisfy { value & (UInt64(1) << UInt64($0)) != 0 }
+    }
+
     public static func up(_ spec: LabSpec, ephemeral: Bool = false) throws -> Lab {
         let start = Date()
         try spec.validate()
-        guard geteuid() == 0 else { throw LabError.notRoot }
+        guard geteuid() == 0, Self.hasCapabilities([12, 21]) else { throw LabError.notRoot }
         let elementBehaviours = spec.paths.flatMap { $0.hops.flatMap(\.behaviours) }.filter(\.isElement)
         var binary: String?
         if !elementBehaviours.isEmpty {
