@@ -24,6 +24,7 @@ let package = Package(
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CNetfilterQueue", pkgConfig: "libnetfilter_queue",
                        providers: [.apt(["libnetfilter-queue-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
         // Pure core: packet formats, options, checksums. Standard library only.
         .target(name: "Wire"),
@@ -39,10 +40,15 @@ let package = Package(
         .target(name: "Trace", dependencies: ["Wire", "Probe", "Diff", "PacketIO", "Report"]),
         // The session engine: a crafted MPTCP client over PacketIO, and the fallback classifier.
         .target(name: "Session", dependencies: ["Wire", "PacketIO", "MPTCPCrypto", "Report"]),
+        // Scripted probe and suite files (YAML): parsing, expectations, the runner and its reports.
+        .target(name: "Suite", dependencies: ["Wire", "Probe", "Diff", "PacketIO", "Report", "Trace",
+                                              .product(name: "Yams", package: "Yams")]),
         // MPTCP keys, tokens, IDSNs and HMACs over libcrypto.
         .target(name: "MPTCPCrypto", dependencies: ["CCrypto", "Wire"]),
         // The I/O edge: raw injection (libnet), capture and pcap files (libpcap), privileges.
         .target(name: "NetIO", dependencies: ["CPcap", "CLibnet", "Wire", "PacketIO"]),
+        // Scans of target lists: parsing, sharding, pacing, many traces on one capture, SQLite history.
+        .target(name: "Scan", dependencies: ["Wire", "Probe", "Trace", "PacketIO", "Report", "CSQLite"]),
         // The network-namespace testbed: routers, middleboxes, servers.
         .target(name: "Lab", dependencies: ["Wire", "CNetfilterQueue", .product(name: "Yams", package: "Yams")]),
 
@@ -50,20 +56,25 @@ let package = Package(
             name: "mptracebox",
             dependencies: [
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                "Wire", "Probe", "Trace", "Report", "MPTCPCrypto", "NetIO", "Lab", "Session",
+                "Wire", "Probe", "Trace", "Report", "MPTCPCrypto", "NetIO", "Lab", "Suite", "Scan", "Session",
             ]),
-        .executableTarget(name: "mptracebox-bench", dependencies: ["Wire", "MPTCPCrypto", "Lab", "Session", "NetIO"]),
+        .executableTarget(name: "mptracebox-bench", dependencies: ["Wire", "MPTCPCrypto", "Lab", "Scan", "Trace", "NetIO", "PacketIO", "Session"]),
 
         // Shared test helpers: privilege checks that fail (not skip) under CI=true, tshark, netns.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "WireTests", dependencies: ["Wire", "MPTCPCrypto", "NetIO", "TestSupport"]),
         .testTarget(name: "ProbeTests", dependencies: ["Probe", "Wire"]),
         .testTarget(name: "DiffTests", dependencies: ["Diff", "Probe", "Wire"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
+        .testTarget(name: "TraceLabTests", dependencies: ["Lab", "TestSupport"]),
         .testTarget(name: "TraceTests", dependencies: ["Trace", "Diff", "Probe", "Wire", "PacketIO", "Report"]),
+        .testTarget(name: "SuiteTests",
+                    dependencies: ["Suite", "Trace", "Diff", "Probe", "Wire", "PacketIO", "Lab", "TestSupport"]),
         .testTarget(name: "OracleTests",
                     dependencies: ["Wire", "MPTCPCrypto", "NetIO", "Lab", "TestSupport"]),
         .testTarget(name: "SessionTests",
                     dependencies: ["Session", "Wire", "MPTCPCrypto", "PacketIO", "NetIO", "Lab", "Report", "TestSupport"]),
+        .testTarget(name: "ScanTests", dependencies: ["Scan", "Trace", "Wire", "PacketIO", "Report", "TestSupport"]),
         .testTarget(name: "LabTests", dependencies: ["Lab", "Wire", "NetIO", "TestSupport"]),
     ]
 )

@@ -6,7 +6,8 @@ set -euo pipefail
 
 packages=(
   libpcap-dev libnet1-dev libssl-dev libnetfilter-queue-dev libsqlite3-dev
-  nftables iptables iproute2 tshark tcpdump ethtool python3 pkg-config iputils-ping
+  nftables iptables iproute2 tshark tcpdump ethtool python3 pkg-config
+  python3-xmlschema python3-junitparser iputils-ping
 )
 
 missing=()

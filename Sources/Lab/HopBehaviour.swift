@@ -103,6 +103,8 @@ public enum HopBehaviour: Sendable, Hashable {
     // Middleboxes (nftables / iptables in the hop namespace).
     /// Overwrites the option with NOPs (kind only), or removes one MPTCP subtype [element].
     case strip(OptionSelector, on: SegmentClass, hook: Hook)
+    /// Removes the option, shrinking the header (data offset and lengths fixed). [element]
+    case remove(OptionSelector, on: SegmentClass, hook: Hook)
     /// Drops segments that carry the option (or MPTCP subtype).
     case drop(OptionSelector, on: SegmentClass, hook: Hook)
     /// Replaces the option with EOL. [element]
@@ -142,7 +144,7 @@ public enum HopBehaviour: Sendable, Hashable {
     /// True when the behaviour needs the userspace NFQUEUE element (`mptracebox lab _element`).
     public var isElement: Bool {
         switch self {
-        case .rfc792Quotes, .replaceWithEOL, .randomiseSequence, .payloadRewrite, .split, .coalesce,
+        case .rfc792Quotes, .replaceWithEOL, .remove, .randomiseSequence, .payloadRewrite, .split, .coalesce,
              .echoMPCapable, .delay, .loss, .duplicate, .reorder:
             return true
         case .strip(let sel, _, _):
@@ -154,28 +156,22 @@ public enum HopBehaviour: Sendable, Hashable {
         }
     }
 
-    /// The `--behaviour` argument passed to the element: the canonical text form.
-    public var elementArgument: String { description }
-
-    /// The segments an element behaviour must see (selects what the hop queues to it).
-    public var elementTraffic: ElementTraffic? {
-        guard isElement else { return nil }
+    /// The `--behaviour` argument passed to the element: the canonical text form, with the
+    /// segment class and hook spelt out so that no default can differ between the two parsers.
+    public var elementArgument: String {
         switch self {
-        case .rfc792Quotes: return .locallyGeneratedICMPErrors
-        case .strip(_, let cls, let hook), .replaceWithEOL(_, let cls, let hook):
-            return .forwarded(cls, hook)
-        case .echoMPCapable: return .forwarded(.all, .forward)
-        default: return .forwarded(.all, .forward)
+        case .strip(let sel, let cls, let hook), .replaceWithEOL(let sel, let cls, let hook), .remove(let sel, let cls, let hook):
+            let name: String
+            switch self {
+            case .strip: name = "strip"
+            case .remove: name = "remove"
+            default: name = "eol"
+            }
+            return "\(name):\(sel)@\(cls.rawValue)@\(hook.rawValue)"
+        default:
+            return description
         }
     }
-}
-
-/// What a hop queues to its element.
-public enum ElementTraffic: Sendable, Hashable {
-    /// Forwarded TCP segments of one class, taken in the given hook.
-    case forwarded(SegmentClass, Hook)
-    /// ICMP/ICMPv6 errors the hop itself sends (for RFC 792 quote truncation).
-    case locallyGeneratedICMPErrors
 }
 
 extension HopBehaviour: CustomStringConvertible {
@@ -189,6 +185,7 @@ extension HopBehaviour: CustomStringConvertible {
         case .rfc792Quotes: return "rfc792"
         case .strip(let sel, let cls, let hook): return "strip:\(sel)" + qualifiers(cls, hook, default: .all)
         case .drop(let sel, let cls, let hook): return "drop:\(sel)" + qualifiers(cls, hook, default: .all)
+        case .remove(let sel, let cls, let hook): return "remove:\(sel)" + qualifiers(cls, hook, default: .all)
         case .replaceWithEOL(let sel, let cls, let hook): return "eol:\(sel)" + qualifiers(cls, hook, default: .all)
         case .setMSS(let v): return "mss:\(v)"
         case .clampMSS(let v): return v.map { "mss:clamp:\($0)" } ?? "mss:clamp"
@@ -219,7 +216,7 @@ extension HopBehaviour {
     /// Every behaviour name, for help texts and error messages.
     public static let names = [
         "router", "silent", "ratelimit[:MS]", "rfc792", "strip:KIND[/SUB][@CLASS][@pre]",
-        "drop:KIND[/SUB][@CLASS][@pre]", "eol:KIND[@CLASS][@pre]", "mss:N", "mss:clamp[:N]",
+        "drop:KIND[/SUB][@CLASS][@pre]", "remove:KIND[/SUB][@CLASS][@pre]", "eol:KIND[@CLASS][@pre]", "mss:N", "mss:clamp[:N]",
         "dscp:N", "ecn:clear|ect0|ect1|ce", "ttl:N", "nat", "synproxy", "proxy", "seqrand",
         "payload:FIND=REPLACE", "split:N", "coalesce", "echo-mpc", "delay:MS", "loss:P", "dup:P",
         "reorder:P",
@@ -279,6 +276,7 @@ extension HopBehaviour {
         case "rfc792": try noArg(); try noQualifiers(); self = .rfc792Quotes
         case "strip": self = .strip(try OptionSelector(parsing: needArg()), on: cls ?? .all, hook: hook)
         case "drop": self = .drop(try OptionSelector(parsing: needArg()), on: cls ?? .all, hook: hook)
+        case "remove": self = .remove(try OptionSelector(parsing: needArg()), on: cls ?? .all, hook: hook)
         case "eol": self = .replaceWithEOL(try OptionSelector(parsing: needArg()), on: cls ?? .all, hook: hook)
         case "mss":
             try noQualifiers()

@@ -56,10 +56,19 @@ public final class Lab: @unchecked Sendable {
     /// Brings a lab up. Labs left behind by dead owners are removed first. With `ephemeral`,
     /// the lab belongs to this process: it is taken down on deinit, and by the next `up` on
     /// this machine if the process dies without doing it.
+    /// Whether the effective capability set (/proc/self/status CapEff) holds these bits
+    /// (12 = CAP_NET_ADMIN, 21 = CAP_SYS_ADMIN): root without them cannot build a lab.
+    static func hasCapabilities(_ bits: [Int]) -> Bool {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+              let value = UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16) else { return false }
+        return bits.allSatisfy { value & (UInt64(1) << UInt64($0)) != 0 }
+    }
+
     public static func up(_ spec: LabSpec, ephemeral: Bool = false) throws -> Lab {
         let start = Date()
         try spec.validate()
-        guard geteuid() == 0 else { throw LabError.notRoot }
+        guard geteuid() == 0, Self.hasCapabilities([12, 21]) else { throw LabError.notRoot }
         let elementBehaviours = spec.paths.flatMap { $0.hops.flatMap(\.behaviours) }.filter(\.isElement)
         var binary: String?
         if !elementBehaviours.isEmpty {
@@ -164,13 +173,8 @@ public final class Lab: @unchecked Sendable {
     /// `log`; returns its pid. It stops at `down` (every process in the namespaces is killed).
     @discardableResult
     public func spawn(_ node: Node, _ argv: [String], log: String) throws -> Int32 {
-        let quoted = argv.map(Self.shellQuote).joined(separator: " ")
-        let out = try Runner.check(["ip", "netns", "exec", namespace(node), "sh", "-c",
-                                    "setsid \(quoted) >\(Self.shellQuote(log)) 2>&1 </dev/null & echo $!"])
-        guard let pid = Int32(out.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            throw LabError.daemonFailed(node: node.name, what: argv[0], log: "no pid: \(out)")
-        }
-        return pid
+        // `ip netns exec` execs the command itself, so the pid is the daemon's.
+        try Runner.spawnDetached(["ip", "netns", "exec", namespace(node)] + argv, log: log)
     }
 
     private func waitReady(_ waits: [(Node, String, String, Int32)]) throws {
@@ -358,8 +362,10 @@ public enum LabBinary {
         return candidate
     }
 
-    /// True when the binary has the `lab _element` subcommand.
+    /// True when the binary has the `lab _element` subcommand (its usage line names it; a
+    /// binary without it prints the `lab` usage instead).
     public static func hasElement(_ binary: String) -> Bool {
-        (try? Runner.run([binary, "lab", "_element", "--help"]).status) == 0
+        guard let r = try? Runner.run([binary, "lab", "_element", "--help"]), r.status == 0 else { return false }
+        return (r.stdout + r.stderr).contains("lab _element")
     }
 }

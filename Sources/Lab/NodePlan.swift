@@ -58,6 +58,10 @@ public enum NodePlanner {
         for l in links {
             for (n, end) in [(l.left, l.leftEnd), (l.right, l.rightEnd)] where n == node {
                 p.interfaces.append(end.interface)
+                // The veths were made in the root namespace, before this one's defaults: turn off
+                // DAD on each, or its link-local address stays tentative for ~2 s and the first
+                // IPv6 packets through the router wait on neighbour discovery.
+                p.sysctls.append(("net.ipv6.conf.\(end.interface).accept_dad", "0"))
                 p.ipBatch.append("address add \(end.ipv4)/24 dev \(end.interface)")
                 p.ipBatch.append("address add \(end.ipv6)/64 dev \(end.interface) nodad")
                 p.ipBatch.append("link set \(end.interface) up")
@@ -180,22 +184,14 @@ public enum NodePlanner {
         var queue = firstQueue
 
         for b in hop.behaviours {
-            if b.isElement, let traffic = b.elementTraffic {
+            if b.isElement {
                 p.elements.append(ElementPlan(queue: queue, behaviour: b))
-                switch traffic {
-                case .forwarded(let cls, let hook):
-                    if cls == .data { needsDataMark = true }
-                    let chain = hook == .prerouting ? "PREROUTING" : "FORWARD"
-                    let rule = "-A \(chain) \(iptMatch(cls)) -j NFQUEUE --queue-num \(queue)"
-                    iptRules.append(rule)
-                    ipt6Rules.append(rule)
-                case .locallyGeneratedICMPErrors:
-                    iptRules += ["time-exceeded", "destination-unreachable", "parameter-problem"].map {
-                        "-A OUTPUT -p icmp --icmp-type \($0) -j NFQUEUE --queue-num \(queue)"
-                    }
-                    ipt6Rules += ["time-exceeded", "destination-unreachable", "parameter-problem"].map {
-                        "-A OUTPUT -p ipv6-icmp --icmpv6-type \($0) -j NFQUEUE --queue-num \(queue)"
-                    }
+                // The element's own rules: what it must see, minus the packets it injects.
+                let rules = (try? ElementBehaviour(parsing: b.elementArgument))
+                    .map { ElementBehaviour.queueRules(for: [$0], queue: queue) } ?? []
+                for r in rules {
+                    let line = (["-A", r.chain] + r.rule).joined(separator: " ")
+                    if r.tool == "ip6tables" { ipt6Rules.append(line) } else { iptRules.append(line) }
                 }
                 queue += 1
                 continue

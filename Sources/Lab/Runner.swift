@@ -58,35 +58,93 @@ public enum Runner {
     }
 
     /// Runs a command to completion and returns what it printed.
+    ///
+    /// posix_spawn + waitpid on the child's own pid, not Foundation's Process: Process learns of
+    /// a child's exit from SIGCHLD and was seen to miss it (a zombie `sh` and a hung `lab up`)
+    /// when the command started a detached daemon.
     public static func run(_ argv: [String], input: String? = nil) throws -> CommandOutput {
         guard let exe = which(argv[0]) else { throw LabError.toolMissing(argv[0]) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: exe)
-        process.arguments = Array(argv.dropFirst())
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        let inPipe = input.map { _ in Pipe() }
-        process.standardInput = inPipe ?? FileHandle.nullDevice
-        try process.run()
-        if let inPipe, let input {
-            inPipe.fileHandleForWriting.write(Data(input.utf8))
-            try? inPipe.fileHandleForWriting.close()
+        var outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1], inPipe: [Int32] = [-1, -1]
+        func cloexecPipe(_ fds: inout [Int32]) -> Bool {
+            guard pipe(&fds) == 0 else { return false }
+            for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            return true
         }
-        // Drain both pipes before waiting so a chatty child never blocks on a full pipe.
-        let outData = DataBox()
+        guard cloexecPipe(&outPipe), cloexecPipe(&errPipe), cloexecPipe(&inPipe) else {
+            throw LabError.commandFailed(command: argv.joined(separator: " "), status: -1, stderr: "pipe: \(String(cString: strerror(errno)))")
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // The child starts with default signal dispositions, whatever this process ignores.
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+        let cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { cArgs.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, exe, &actions, &attributes, cArgs, environ)
+        close(inPipe[0]); close(outPipe[1]); close(errPipe[1])
+        guard rc == 0 else {
+            close(inPipe[1]); close(outPipe[0]); close(errPipe[0])
+            throw LabError.commandFailed(command: argv.joined(separator: " "), status: -1, stderr: "spawn: \(String(cString: strerror(rc)))")
+        }
+        // Feed stdin from another thread and drain both outputs, so no pipe can fill up and block.
         let group = DispatchGroup()
+        let inputBytes = Array((input ?? "").utf8)
+        let writeEnd = inPipe[1]
         group.enter()
         DispatchQueue.global().async {
-            outData.data = out.fileHandleForReading.readDataToEndOfFile()
+            var offset = 0
+            while offset < inputBytes.count {
+                let n = inputBytes[offset...].withUnsafeBytes { write(writeEnd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                offset += n
+            }
+            close(writeEnd)
             group.leave()
         }
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        let outData = DataBox()
+        let outFD = outPipe[0]
+        group.enter()
+        DispatchQueue.global().async {
+            outData.data = readAll(outFD)
+            group.leave()
+        }
+        let errData = readAll(errPipe[0])
         group.wait()
-        process.waitUntilExit()
-        return CommandOutput(status: process.terminationStatus,
+        close(outPipe[0]); close(errPipe[0])
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        // WIFEXITED / WEXITSTATUS, spelled out (the macros are not imported).
+        let exitStatus: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return CommandOutput(status: exitStatus,
                              stdout: String(decoding: outData.data, as: UTF8.self),
                              stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    static func readAll(_ fd: Int32) -> Data {
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            data.append(contentsOf: buffer[0..<n])
+        }
+        return data
     }
 
     /// Runs a command and throws `LabError.commandFailed` when it exits non-zero.
@@ -111,6 +169,40 @@ public enum Runner {
             throw LabError.commandFailed(command: (namespace.map { "[\($0)] " } ?? "") + failed,
                                          status: r.status, stderr: errors)
         }
+    }
+
+    /// Starts a detached process (own session, stdin /dev/null, stdout and stderr appended to
+    /// `log`, no other inherited descriptor) and returns its pid without waiting for it.
+    public static func spawnDetached(_ argv: [String], log: String) throws -> Int32 {
+        guard let exe = which(argv[0]) else { throw LabError.toolMissing(argv[0]) }
+        var actions = posix_spawn_file_actions_t()
+        var attr = posix_spawnattr_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawnattr_init(&attr)
+        defer {
+            posix_spawn_file_actions_destroy(&actions)
+            posix_spawnattr_destroy(&attr)
+        }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Foundation leaves pipe descriptors open in children; a daemon holding one would
+        // keep another command's output pipe open forever.
+        // (closefrom is not visible to Swift: close what /proc/self/fd lists now.)
+        let open = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap { Int32($0) }
+        for fd in open where fd > 2 && fcntl(fd, F_GETFD) >= 0 && fcntl(fd, F_GETFD) & FD_CLOEXEC == 0 {
+            posix_spawn_file_actions_addclose(&actions, fd)
+        }
+        posix_spawnattr_setflags(&attr, 0x80)  // POSIX_SPAWN_SETSID (glibc, not imported)
+        var pid: pid_t = 0
+        let cargs = argv.map { strdup($0) } + [nil]
+        defer { cargs.forEach { free($0) } }
+        let rc = posix_spawn(&pid, exe, &actions, &attr, cargs, environ)
+        guard rc == 0 else {
+            throw LabError.commandFailed(command: argv.joined(separator: " "), status: rc,
+                                         stderr: String(cString: strerror(rc)))
+        }
+        return pid
     }
 
     /// Runs `work` for every element concurrently and rethrows the first error.

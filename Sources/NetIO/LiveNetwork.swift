@@ -21,13 +21,20 @@ public final class LiveNetwork: PacketNetwork {
         /// Local addresses whose packets leave through a socket bound to them (so source-based
         /// policy routing sends them down their own path, e.g. an MP_JOIN from a second address).
         public var boundSources: [IPAddress] = []
+        /// Capture snap length and kernel buffer (the ring holds bufferSize / snapLength packets:
+        /// a scan needs a short snap length and a large buffer).
+        public var snapLength: Int = 65535
+        public var bufferSize: Int = 4 << 20
 
-        public init(filter: String, device: String = "any", mark: UInt32? = nil, interface: String? = nil, pcapPath: String? = nil) {
+        public init(filter: String, device: String = "any", mark: UInt32? = nil, interface: String? = nil, pcapPath: String? = nil,
+                    snapLength: Int = 65535, bufferSize: Int = 4 << 20) {
             self.filter = filter
             self.device = device
             self.mark = mark
             self.interface = interface
             self.pcapPath = pcapPath
+            self.snapLength = snapLength
+            self.bufferSize = bufferSize
         }
     }
 
@@ -38,7 +45,8 @@ public final class LiveNetwork: PacketNetwork {
 
     public init(options: Options) throws {
         try Privileges.require([.netRaw], for: "sending crafted probes and capturing replies")
-        capture = try PacketCapture(options: PacketCapture.Options(device: options.device, filter: options.filter))
+        capture = try PacketCapture(options: PacketCapture.Options(device: options.device, filter: options.filter,
+                                                                  snapLength: options.snapLength, bufferSize: options.bufferSize))
         injector = try RawInjector(options: RawInjector.Options(mark: options.mark, interface: options.interface))
         writer = try options.pcapPath.map { try PcapFileWriter(path: $0) }
         for a in options.boundSources {
@@ -48,6 +56,9 @@ public final class LiveNetwork: PacketNetwork {
     }
 
     deinit { close() }
+
+    /// Packets the capture received and the kernel dropped (buffer full) so far.
+    public func captureStatistics() throws -> (received: Int, dropped: Int) { try capture.statistics() }
 
     public func close() {
         capture.close()

@@ -71,8 +71,7 @@ public enum Resolver {
 
     /// Reverse names for addresses, looked up in parallel; what is not answered within `timeout` seconds is left out.
     public static func reverseNames(_ addresses: [IPAddress], timeout: Double = 1.5) -> [IPAddress: String] {
-        let lock = NSLock()
-        var names: [IPAddress: String] = [:]
+        let names = NameTable()
         let group = DispatchGroup()
         for a in Set(addresses) {
             group.enter()
@@ -87,14 +86,12 @@ public enum Resolver {
                     }
                 }
                 if rc == 0 {
-                    let name = String(cString: host)
-                    lock.lock(); names[a] = name; lock.unlock()
+                    names.set(a, String(cString: host))
                 }
             }
         }
         _ = group.wait(timeout: .now() + timeout)
-        lock.lock(); defer { lock.unlock() }
-        return names
+        return names.snapshot()
     }
 
     static func address(from sa: UnsafePointer<sockaddr>?) -> IPAddress? {
@@ -142,4 +139,12 @@ public enum Resolver {
 
 extension IPAddress {
     var isV4: Bool { if case .v4 = self { return true }; return false }
+}
+
+/// Names found so far; look-ups that outlive the wait keep writing here harmlessly.
+private final class NameTable: @unchecked Sendable {
+    private let lock = NSLock()
+    private var names: [IPAddress: String] = [:]
+    func set(_ a: IPAddress, _ n: String) { lock.lock(); names[a] = n; lock.unlock() }
+    func snapshot() -> [IPAddress: String] { lock.lock(); defer { lock.unlock() }; return names }
 }

@@ -78,6 +78,12 @@ public indirect enum JSON: Hashable, Sendable, ExpressibleByStringLiteral, Expre
 
     static func escape(_ s: String, into out: inout String) {
         out += "\""
+        // Most strings need no escape: append them whole (scans render millions of records).
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5c }) {
+            out += s
+            out += "\""
+            return
+        }
         for u in s.unicodeScalars {
             switch u {
             case "\"": out += "\\\""

@@ -72,7 +72,8 @@ public enum TraceError: Error, Hashable, Sendable, CustomStringConvertible {
 /// options under test are the same); the TTL and try number go into the TCP sequence number
 /// and, for IPv4, the IP identification. Both survive an RFC 792 quote (IP header + 8 bytes);
 /// the destination's answer acknowledges the sequence number. When a box rewrites sequence
-/// numbers, the IP ID still identifies IPv4 probes.
+/// numbers, the IP ID still identifies IPv4 probes, and the TCP window (0xFA00 + TTL) identifies
+/// the TTL in any quote that reaches it (every ICMPv6 quote does: they are up to 1280 bytes).
 public struct ProbeIdentity: Hashable, Sendable, Comparable {
     public var ttl: Int
     public var attempt: Int

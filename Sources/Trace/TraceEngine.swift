@@ -3,21 +3,53 @@ import Probe
 import Diff
 import PacketIO
 
-/// Runs one trace over a `PacketNetwork`: sends the probe at every TTL, matches ICMP quotes and
-/// TCP answers to the probes, diffs the quotes, and draws findings.
+/// One trace as an event-driven state machine (scamper style): `step(now:maySend:)` says what to
+/// do next (send a packet, wait, or done), `handle(_:)` takes a captured packet, `result` is the
+/// outcome. It owns no I/O, so one dispatcher can run thousands of traces over one capture and
+/// one injector (the scan), and `TraceEngine.run()` drives a single one over a `PacketNetwork`.
 ///
 /// Parallel mode sends every TTL at once (paced by the rate); each TTL waits one timeout from its
 /// first send, its retries spread inside that window, so a silent hop costs one timeout in all.
-/// Sequential mode sends one TTL at a time, like tracebox, for comparison.
-public final class TraceEngine {
-    let config: TraceConfiguration
-    let network: PacketNetwork
+/// Sequential mode sends one TTL at a time, like tracebox, for comparison. When probing ends,
+/// the proxy check (an ICMP echo at the answering TTL) and the blackhole check (a control trace
+/// without the suspect option) run as further phases of the same machine.
+public final class TraceTask {
+    public let config: TraceConfiguration
+
+    /// What the driver should do next.
+    public enum Step: Equatable {
+        /// Send these bytes now (the task has recorded them as sent at `now`).
+        case send([UInt8])
+        /// Nothing to send before this time; feed packets with `handle(_:)` meanwhile.
+        case wait(until: Double)
+        /// A packet is due but `maySend` was false: call again when sending is allowed.
+        case blocked
+        case finished
+    }
 
     struct SentProbe {
         var identity: ProbeIdentity
         var packet: IPPacket
         var bytes: [UInt8]
         var time: Double
+    }
+
+    struct ProxyState {
+        var ttl: Int
+        var attempt = 0
+        var deadline: Double?
+        var echo: [UInt8]
+        var rest: UInt32
+    }
+
+    enum Phase {
+        case probing
+        case proxy(ProxyState)
+        case control(TraceTask)
+        /// The original probe traced once more, after the control went further: a blackhole
+        /// must stall it again (else the first stall was transient).
+        case confirm(TraceTask, control: TraceResult)
+        case done
     }
 
     private var sent: [ProbeIdentity: SentProbe] = [:]
@@ -28,13 +60,44 @@ public final class TraceEngine {
     /// True when the probe expression fixes a field the identity would use.
     private let sequenceIsFree: Bool
     private let identificationIsFree: Bool
+    private let windowIsFree: Bool
+    /// The TCP window of a probe carries its TTL in the low byte (see ProbeIdentity).
+    static let windowMark: UInt16 = 0xFA00
 
-    public init(configuration: TraceConfiguration, network: PacketNetwork) {
+    private var phase: Phase = .probing
+    private var startTime: Double?
+    private var partial: TraceResult?
+    public private(set) var result: TraceResult?
+
+    // Parallel mode.
+    private var queue: [ProbeIdentity] = []
+    private var nextSendTime = 0.0
+    private var retriesQueued: [Int: Int] = [:]  // ttl -> attempts queued so far
+    private var hardStop = 0.0
+    /// Since when a due probe has waited for the driver's permission to send (a shared rate).
+    private var blockedSince: Double?
+    // Sequential mode.
+    private var seqTTL = 0
+    private var seqAttempt = 0
+    private var seqDeadline: Double?
+
+    /// Validates the configuration; nothing is sent before `step` is called.
+    public init(configuration: TraceConfiguration) throws {
+        try configuration.validate()
         config = configuration
-        self.network = network
         sequenceIsFree = configuration.probe.tcp.sequenceNumber == nil
         identificationIsFree = configuration.probe.ip.identification == nil
+        windowIsFree = configuration.probe.tcp.window == nil
     }
+
+    /// The address probed and the local ports whose replies belong to this task (the probe's
+    /// source port and the blackhole check's control port; the echo identifier is the source port).
+    public var target: IPAddress { config.target }
+    public var localPorts: [UInt16] {
+        let sport = config.probe.tcp.sourcePort ?? config.sourcePort
+        return config.checkBlackhole ? [sport, TraceEngine.controlPort(sport)] : [sport]
+    }
+    public var isFinished: Bool { result != nil }
 
     // MARK: Probes
 
@@ -51,6 +114,10 @@ public final class TraceEngine {
             case .v4(var h): h.ttl = UInt8(id.ttl); packet.ip = .v4(h)
             case .v6(var h): h.hopLimit = UInt8(id.ttl); packet.ip = .v6(h)
             }
+            if windowIsFree, case .tcp(var seg) = packet.transport {
+                seg.header.window = Self.windowMark | UInt16(id.ttl & 0xff)
+                packet.transport = .tcp(seg)
+            }
             let bytes = try packet.serialized(finalize: true)
             return SentProbe(identity: id, packet: try IPPacket.parse(bytes), bytes: bytes, time: 0)
         } catch let e as ProbeError {
@@ -60,27 +127,34 @@ public final class TraceEngine {
         }
     }
 
-    func send(_ id: ProbeIdentity) throws {
+    /// Builds probe `id` and records it as sent at `now` (timestamped before the send call: a
+    /// fast reply can be captured before the call returns).
+    func emit(_ id: ProbeIdentity, now: Double) throws -> [UInt8] {
         var p = try build(id)
-        // Timestamp before the send call: a fast reply can be captured before the call returns.
-        p.time = network.now()
-        do { try network.send(p.bytes) } catch { throw TraceError.network("\(error)") }
+        p.time = now
         sent[id] = p
         probesSent += 1
         if firstSend[id.ttl] == nil { firstSend[id.ttl] = p.time }
         hops[id.ttl, default: HopResult(ttl: id.ttl)].probes += 1
+        return p.bytes
     }
 
     // MARK: Matching replies
 
     /// The probe a reply belongs to, trying the identity fields that survived.
-    func identify(sequence: UInt32?, identification: UInt16?, replyTime: Double) -> (ProbeIdentity, String)? {
+    func identify(sequence: UInt32?, identification: UInt16?, window: UInt16? = nil, replyTime: Double) -> (ProbeIdentity, String)? {
         if sequenceIsFree, let s = sequence, let id = ProbeIdentity.decode(s &- config.sequenceBase), sent[id] != nil {
             return (id, "sequence")
         }
         if identificationIsFree, let ipid = identification,
            let id = ProbeIdentity.decode(UInt32(ipid &- config.identificationBase)), sent[id] != nil {
             return (id, "ip-id")
+        }
+        // The window gives the TTL (not the try): take that TTL's latest probe sent before the reply.
+        if windowIsFree, let w = window, w & 0xff00 == Self.windowMark {
+            let ttl = Int(w & 0xff)
+            let tries = sent.values.filter { $0.identity.ttl == ttl && $0.time <= replyTime }
+            if let latest = tries.max(by: { $0.identity.attempt < $1.identity.attempt }) { return (latest.identity, "window") }
         }
         return nil
     }
@@ -99,7 +173,25 @@ public final class TraceEngine {
         return candidates.min { $0.identity < $1.identity }.map { ($0.identity, "order") }
     }
 
-    func handle(_ received: ReceivedPacket) {
+    /// Takes a captured packet; packets that are not answers to this task are ignored.
+    public func handle(_ received: ReceivedPacket) {
+        switch phase {
+        case .probing: handleProbeReply(received)
+        case .proxy(var state):
+            if let outcome = proxyReply(received, state: &state) {
+                finishProxy(outcome.finding, now: received.time)
+            }
+        case .control(let task):
+            task.handle(received)
+            if task.isFinished { finishControl(task, now: received.time) }
+        case .confirm(let task, let control):
+            task.handle(received)
+            if task.isFinished { finishConfirm(task, control: control, now: received.time) }
+        case .done: return
+        }
+    }
+
+    func handleProbeReply(_ received: ReceivedPacket) {
         guard let packet = try? IPPacket.parse(received.bytes) else { return }
         switch packet.transport {
         case .icmp(let m) where m.isError:
@@ -125,17 +217,18 @@ public final class TraceEngine {
     func handleICMPError(_ m: ICMPMessage, from router: IPAddress, at time: Double) {
         guard let quote = m.quote, let inner = quote.packet, inner.ip.destination == config.target,
               inner.ip.upperLayerProtocol == .tcp else { return }
-        let sport: UInt16, dport: UInt16, seq: UInt32?
+        let sport: UInt16, dport: UInt16, seq: UInt32?, window: UInt16?
         switch inner.transport {
-        case .tcp(let s): sport = s.header.sourcePort; dport = s.header.destinationPort; seq = s.header.sequenceNumber
-        case .partialTCP(let p): sport = p.sourcePort; dport = p.destinationPort; seq = p.sequenceNumber
+        case .tcp(let s):
+            sport = s.header.sourcePort; dport = s.header.destinationPort; seq = s.header.sequenceNumber; window = s.header.window
+        case .partialTCP(let p): sport = p.sourcePort; dport = p.destinationPort; seq = p.sequenceNumber; window = p.window
         default: return
         }
         guard sport == (config.probe.tcp.sourcePort ?? config.sourcePort),
               dport == (config.probe.tcp.destinationPort ?? config.destinationPort) else { return }
         var ipid: UInt16?
         if case .v4(let h) = inner.ip { ipid = h.identification }
-        guard let (id, how) = identify(sequence: seq, identification: ipid, replyTime: time), let probe = sent[id] else {
+        guard let (id, how) = identify(sequence: seq, identification: ipid, window: window, replyTime: time), let probe = sent[id] else {
             unmatched += 1
             return
         }
@@ -178,95 +271,191 @@ public final class TraceEngine {
         return (config.minTTL...last).allSatisfy { isResolved($0, now: now) }
     }
 
-    // MARK: Running
+    // MARK: Stepping
 
-    public func run() throws -> TraceResult {
-        try config.validate()
-        let start = network.now()
-        if config.sequential { try runSequential() } else { try runParallel() }
-        var result = assemble(start: start)
-        if config.checkProxy, result.destination.reached, let d = result.destination.ttl,
-           result.destination.reply != .unreachable {
-            if let proxy = try proxyCheck(ttl: d) { result.findings.append(proxy) }
+    /// What to do at `now`. Call repeatedly: each `.send` must be sent before the next call.
+    /// With `maySend` false the task still advances its timers but returns `.blocked` instead of
+    /// a packet (the scan's global rate limiter has no token).
+    public func step(now: Double, maySend: Bool = true) throws -> Step {
+        if startTime == nil { begin(now: now) }
+        switch phase {
+        case .done: return .finished
+        case .probing:
+            if let s = try probingStep(now: now, maySend: maySend) { return s }
+            enterChecks(now: now)
+            return try step(now: now, maySend: maySend)
+        case .proxy(var state):
+            if let d = state.deadline, now < d { return .wait(until: d) }
+            if state.deadline != nil {
+                state.attempt += 1
+                guard state.attempt <= config.retries else {
+                    finishProxy(nil, now: now)
+                    return try step(now: now, maySend: maySend)
+                }
+            }
+            guard maySend else { phase = .proxy(state); return .blocked }
+            state.deadline = now + config.timeout
+            probesSent += 1
+            phase = .proxy(state)
+            return .send(state.echo)
+        case .control(let task):
+            let s = try task.step(now: now, maySend: maySend)
+            if s == .finished {
+                finishControl(task, now: now)
+                return try step(now: now, maySend: maySend)
+            }
+            return s
+        case .confirm(let task, let control):
+            let s = try task.step(now: now, maySend: maySend)
+            if s == .finished {
+                finishConfirm(task, control: control, now: now)
+                return try step(now: now, maySend: maySend)
+            }
+            return s
         }
-        if config.checkBlackhole, !result.destination.reached, let control = try blackholeCheck(result) {
-            result.findings.append(control)
-        }
-        result.durationSeconds = network.now() - start
-        result.probesSent = probesSent
-        return result
     }
 
-    func runParallel() throws {
-        let interval = 1.0 / config.rate
-        var queue: [ProbeIdentity] = (config.minTTL...config.maxTTL).map { ProbeIdentity(ttl: $0, attempt: 0) }
-        var nextSend = network.now()
-        var retriesQueued: [Int: Int] = [:]  // ttl -> attempts queued so far
+    func begin(now: Double) {
+        startTime = now
+        if config.sequential {
+            seqTTL = config.minTTL
+        } else {
+            queue = (config.minTTL...config.maxTTL).map { ProbeIdentity(ttl: $0, attempt: 0) }
+            nextSendTime = now
+            // A bound no trace can legitimately exceed: every probe paced, plus two timeouts.
+            hardStop = now + Double((config.maxTTL - config.minTTL + 1) * (config.retries + 1)) / config.rate
+                + 2 * config.timeout + 1
+        }
+    }
+
+    /// The probing phase's next action, or nil when probing is over.
+    func probingStep(now: Double, maySend: Bool) throws -> Step? {
+        config.sequential ? try sequentialStep(now: now, maySend: maySend) : try parallelStep(now: now, maySend: maySend)
+    }
+
+    func parallelStep(now: Double, maySend: Bool) throws -> Step? {
+        // Time spent waiting for a shared rate limiter is not the path's silence.
+        if let b = blockedSince { hardStop += now - b; blockedSince = nil }
+        if now >= hardStop { return nil }
         let spacing = config.timeout / Double(config.retries + 1)
-        // A bound no trace can legitimately exceed: every probe paced, plus two timeouts.
-        let hardStop = nextSend + Double((config.maxTTL - config.minTTL + 1) * (config.retries + 1)) / config.rate
-            + 2 * config.timeout + 1
-
-        while true {
-            let now = network.now()
-            if now >= hardStop { return }
-            // Send what is due, skipping TTLs past the end of the path.
-            while let id = queue.first, nextSend <= now {
-                queue.removeFirst()
-                if let t = terminalTTL, id.ttl > t { continue }
-                if id.attempt > 0, hops[id.ttl]?.reply != ReplyKind.none { continue }
-                try send(id)
-                nextSend = max(nextSend + interval, network.now())
+        // Queue retries whose time has come.
+        for (ttl, first) in firstSend {
+            let done = retriesQueued[ttl, default: 0]
+            guard done < config.retries, hops[ttl]?.reply == ReplyKind.none else { continue }
+            if let t = terminalTTL, ttl > t { continue }
+            if now >= first + spacing * Double(done + 1) {
+                retriesQueued[ttl] = done + 1
+                queue.append(ProbeIdentity(ttl: ttl, attempt: done + 1))
             }
-            // Queue retries whose time has come.
-            for (ttl, first) in firstSend {
-                let done = retriesQueued[ttl, default: 0]
-                guard done < config.retries, hops[ttl]?.reply == ReplyKind.none else { continue }
-                if let t = terminalTTL, ttl > t { continue }
-                if now >= first + spacing * Double(done + 1) {
-                    retriesQueued[ttl] = done + 1
-                    queue.append(ProbeIdentity(ttl: ttl, attempt: done + 1))
-                }
-            }
-            if queue.isEmpty && isComplete(now: now) { return }
-
-            // Wait for a reply until the next thing to do.
-            var wake = now + config.timeout
-            if !queue.isEmpty { wake = min(wake, nextSend) }
-            // Only future events: a deadline already passed has been dealt with above.
-            for (ttl, first) in firstSend where hops[ttl]?.reply == ReplyKind.none {
-                let done = retriesQueued[ttl, default: 0]
-                let retryAt = first + spacing * Double(done + 1)
-                if done < config.retries, retryAt > now { wake = min(wake, retryAt) }
-                if first + config.timeout > now { wake = min(wake, first + config.timeout) }
-            }
-            // Never spin: wait at least a millisecond when nothing is due.
-            wake = max(wake, now + 0.001)
-            if let packet = try receive(until: wake) { handle(packet) }
         }
+        // Send what is due, skipping TTLs past the end of the path.
+        while let id = queue.first, nextSendTime <= now {
+            if let t = terminalTTL, id.ttl > t { queue.removeFirst(); continue }
+            if id.attempt > 0, hops[id.ttl]?.reply != ReplyKind.none { queue.removeFirst(); continue }
+            guard maySend else { blockedSince = now; return .blocked }
+            queue.removeFirst()
+            let bytes = try emit(id, now: now)
+            nextSendTime = max(nextSendTime + 1.0 / config.rate, now)
+            return .send(bytes)
+        }
+        if queue.isEmpty && isComplete(now: now) { return nil }
+
+        var wake = min(now + config.timeout, hardStop)
+        if !queue.isEmpty { wake = min(wake, nextSendTime) }
+        // Only future events: a deadline already passed has been dealt with above.
+        for (ttl, first) in firstSend where hops[ttl]?.reply == ReplyKind.none {
+            let done = retriesQueued[ttl, default: 0]
+            let retryAt = first + spacing * Double(done + 1)
+            if done < config.retries, retryAt > now { wake = min(wake, retryAt) }
+            if first + config.timeout > now { wake = min(wake, first + config.timeout) }
+        }
+        return .wait(until: wake)
     }
 
-    func runSequential() throws {
-        for ttl in config.minTTL...config.maxTTL {
-            for attempt in 0...config.retries {
-                try send(ProbeIdentity(ttl: ttl, attempt: attempt))
-                let deadline = network.now() + config.timeout
-                while hops[ttl]?.reply == ReplyKind.none, network.now() < deadline {
-                    if let packet = try receive(until: deadline) { handle(packet) }
-                }
-                if hops[ttl]?.reply != ReplyKind.none { break }
+    func sequentialStep(now: Double, maySend: Bool) throws -> Step? {
+        if let deadline = seqDeadline {
+            let answered = hops[seqTTL]?.reply != ReplyKind.none
+            if !answered && now < deadline { return .wait(until: deadline) }
+            seqDeadline = nil
+            if answered || seqAttempt >= config.retries {
+                if let t = terminalTTL, t <= seqTTL { return nil }
+                if seqTTL >= config.maxTTL { return nil }
+                seqTTL += 1
+                seqAttempt = 0
+            } else {
+                seqAttempt += 1
             }
-            if let t = terminalTTL, t <= ttl { return }
         }
+        guard maySend else { return .blocked }
+        let bytes = try emit(ProbeIdentity(ttl: seqTTL, attempt: seqAttempt), now: now)
+        seqDeadline = now + config.timeout
+        return .send(bytes)
     }
 
-    func receive(until deadline: Double) throws -> ReceivedPacket? {
-        do { return try network.receive(until: deadline) } catch { throw TraceError.network("\(error)") }
+    /// Probing is over: assemble, then run the checks that apply.
+    func enterChecks(now: Double) {
+        let r = assemble(start: startTime ?? now, now: now)
+        partial = r
+        if config.checkProxy, r.destination.reached, let d = r.destination.ttl, r.destination.reply != .unreachable,
+           let (echo, rest) = echoRequest(ttl: d) {
+            phase = .proxy(ProxyState(ttl: d, echo: echo, rest: rest))
+            return
+        }
+        enterBlackholeCheck(now: now)
+    }
+
+    func enterBlackholeCheck(now: Double) {
+        guard let r = partial else { return }
+        if config.checkBlackhole, !r.destination.reached, let control = controlConfiguration(),
+           let task = try? TraceTask(configuration: control.config) {
+            phase = .control(task)
+            return
+        }
+        finish(now: now)
+    }
+
+    func finishProxy(_ finding: Finding?, now: Double) {
+        if let f = finding { partial?.findings.append(f) }
+        enterBlackholeCheck(now: now)
+    }
+
+    func finishControl(_ task: TraceTask, now: Double) {
+        if let controlResult = task.result, let r = partial {
+            probesSent += controlResult.probesSent
+            if controlGoesFurther(r, control: controlResult) {
+                var again = config
+                again.checkProxy = false
+                again.checkBlackhole = false
+                again.sequenceBase = config.sequenceBase &+ 0x0200_0000
+                again.identificationBase = config.identificationBase &+ 0x8000
+                if let confirm = try? TraceTask(configuration: again) {
+                    phase = .confirm(confirm, control: controlResult)
+                    return
+                }
+            }
+        }
+        finish(now: now)
+    }
+
+    func finishConfirm(_ task: TraceTask, control: TraceResult, now: Double) {
+        if let second = task.result, let r = partial {
+            probesSent += second.probesSent
+            if let f = blackholeFinding(r, control: control, second: second) { partial?.findings.append(f) }
+        }
+        finish(now: now)
+    }
+
+    func finish(now: Double) {
+        guard var r = partial else { return }
+        r.durationSeconds = now - (startTime ?? now)
+        r.probesSent = probesSent
+        result = r
+        phase = .done
     }
 
     // MARK: Result
 
-    func assemble(start: Double) -> TraceResult {
+    func assemble(start: Double, now: Double) -> TraceResult {
         let terminal = terminalTTL
         let last = terminal ?? (hops.keys.max() ?? config.minTTL)
         let hopList = (config.minTTL...max(config.minTTL, last)).compactMap { hops[$0] }
@@ -291,7 +480,7 @@ public final class TraceEngine {
         return TraceResult(target: config.target, port: config.probe.tcp.destinationPort ?? config.destinationPort,
                            probeText: config.probe.text, sent: firstProbe, hops: hopList, destination: destination,
                            findings: findings, stopReason: stop, sequential: config.sequential,
-                           durationSeconds: network.now() - start, probesSent: probesSent)
+                           durationSeconds: now - start, probesSent: probesSent)
     }
 
     /// What the destination's answer says about MP_CAPABLE, when the probe carried one.
@@ -319,42 +508,40 @@ public final class TraceEngine {
 
     // MARK: Checks
 
-    /// Sends an ICMP echo with the TTL at which a TCP answer came: if it expires on the way, the
-    /// answer came from a box before the destination.
-    func proxyCheck(ttl: Int) throws -> Finding? {
+    /// The proxy check's ICMP echo with the TTL at which a TCP answer came: if it expires on the
+    /// way, the answer came from a box before the destination. Returns the bytes and the echo's
+    /// identifier and sequence (the source port and the TTL).
+    func echoRequest(ttl: Int) -> ([UInt8], UInt32)? {
         let echoID = config.sourcePort
         let echoSeq = UInt16(truncatingIfNeeded: ttl)
+        let rest = UInt32(echoID) << 16 | UInt32(echoSeq)
         let icmp: ICMPMessage
         let ip: IPHeader
         switch (config.source, config.target) {
         case let (.v4(s), .v4(d)):
-            icmp = ICMPMessage(family: .v4, type: ICMPv4Type.echoRequest, code: 0, rest: UInt32(echoID) << 16 | UInt32(echoSeq),
-                               body: Array("mptracebox".utf8))
+            icmp = ICMPMessage(family: .v4, type: ICMPv4Type.echoRequest, code: 0, rest: rest, body: Array("mptracebox".utf8))
             ip = .v4(IPv4Header(source: s, destination: d, protocol: .icmp, ttl: UInt8(ttl)))
         case let (.v6(s), .v6(d)):
-            icmp = ICMPMessage(family: .v6, type: ICMPv6Type.echoRequest, code: 0, rest: UInt32(echoID) << 16 | UInt32(echoSeq),
-                               body: Array("mptracebox".utf8))
+            icmp = ICMPMessage(family: .v6, type: ICMPv6Type.echoRequest, code: 0, rest: rest, body: Array("mptracebox".utf8))
             ip = .v6(IPv6Header(source: s, destination: d, nextHeader: .icmpv6, hopLimit: UInt8(ttl)))
         default: return nil
         }
-        let bytes: [UInt8]
-        do { bytes = try IPPacket(ip: ip, transport: .icmp(icmp)).serialized(finalize: true) } catch { return nil }
-        for _ in 0...config.retries {
-            do { try network.send(bytes) } catch { throw TraceError.network("\(error)") }
-            probesSent += 1
-            let deadline = network.now() + config.timeout
-            while let r = try receive(until: deadline) {
-                guard let p = try? IPPacket.parse(r.bytes), case .icmp(let m) = p.transport else { continue }
-                let echoReply = (m.family == .v4 && m.type == ICMPv4Type.echoReply) || (m.family == .v6 && m.type == ICMPv6Type.echoReply)
-                if echoReply, p.ip.source == config.target, m.rest == icmp.rest { return nil }
-                if m.isError, let inner = m.quote?.packet, inner.ip.destination == config.target,
-                   case .icmp(let q) = inner.transport, q.rest == icmp.rest {
-                    let expired = (m.family == .v4 && m.type == ICMPv4Type.timeExceeded) || (m.family == .v6 && m.type == ICMPv6Type.timeExceeded)
-                    guard expired else { return nil }
-                    return Finding(id: .pathProxy, hop: ttl, after: ttl > config.minTTL ? ttl - 1 : nil,
-                                   detail: FindingDetail(note: "a TCP answer came at TTL \(ttl), but an ICMP echo with that TTL expired at \(p.ip.source)"))
-                }
-            }
+        guard let bytes = try? IPPacket(ip: ip, transport: .icmp(icmp)).serialized(finalize: true) else { return nil }
+        return (bytes, rest)
+    }
+
+    /// What a packet says about the echo: nil when it is not about it; else the outcome.
+    func proxyReply(_ r: ReceivedPacket, state: inout ProxyState) -> (finding: Finding?, Void)? {
+        guard let p = try? IPPacket.parse(r.bytes), case .icmp(let m) = p.transport else { return nil }
+        let echoReply = (m.family == .v4 && m.type == ICMPv4Type.echoReply) || (m.family == .v6 && m.type == ICMPv6Type.echoReply)
+        if echoReply, p.ip.source == config.target, m.rest == state.rest { return (nil, ()) }
+        if m.isError, let inner = m.quote?.packet, inner.ip.destination == config.target,
+           case .icmp(let q) = inner.transport, q.rest == state.rest {
+            let expired = (m.family == .v4 && m.type == ICMPv4Type.timeExceeded) || (m.family == .v6 && m.type == ICMPv6Type.timeExceeded)
+            guard expired else { return (nil, ()) }
+            let ttl = state.ttl
+            return (Finding(id: .pathProxy, hop: ttl, after: ttl > config.minTTL ? ttl - 1 : nil,
+                            detail: FindingDetail(note: "a TCP answer came at TTL \(ttl), but an ICMP echo with that TTL expired at \(p.ip.source)")), ())
         }
         return nil
     }
@@ -362,10 +549,8 @@ public final class TraceEngine {
     /// The source port of the blackhole check's control probe (a separate flow).
     public static func controlPort(_ sport: UInt16) -> UInt16 { sport == 65535 ? 1024 : sport + 1 }
 
-    /// When the trace stalls, runs the same probe without the suspect option; if that one goes
-    /// further and the original, traced once more, stalls again at the same place, the option is
-    /// blackholed where the first trace went silent.
-    func blackholeCheck(_ result: TraceResult) throws -> Finding? {
+    /// The same trace without the option that may be blackholed, or nil when there is none.
+    func controlConfiguration() -> (config: TraceConfiguration, kind: UInt8)? {
         let kinds = config.probe.options.map(\.kind.rawValue)
         let suspect: UInt8? = kinds.contains(30) ? 30 : kinds.contains(34) ? 34 : kinds.last { ![0, 1, 2, 3, 4, 8].contains($0) }
         guard let kind = suspect else { return nil }
@@ -375,24 +560,60 @@ public final class TraceEngine {
         control.checkBlackhole = false
         control.sourcePort = Self.controlPort(config.sourcePort)
         control.sequenceBase = config.sequenceBase &+ 0x0100_0000
-        let controlResult = try TraceEngine(configuration: control, network: network).run()
-        probesSent += controlResult.probesSent
-        let lastAnswered = result.hops.filter { $0.reply != .none }.map(\.ttl).max() ?? (config.minTTL - 1)
-        let controlGoesFurther = controlResult.destination.reached
-            || controlResult.hops.contains { $0.reply != .none && $0.ttl > lastAnswered }
-        guard controlGoesFurther else { return nil }
-        // Confirm: the probe with the option, traced again, must stall again; otherwise the first
-        // stall was transient (loss, neighbour discovery, addresses not yet usable).
-        var again = config
-        again.checkProxy = false
-        again.checkBlackhole = false
-        again.sequenceBase = config.sequenceBase &+ 0x0200_0000
-        again.identificationBase = config.identificationBase &+ 0x8000
-        let second = try TraceEngine(configuration: again, network: network).run()
-        probesSent += second.probesSent
-        let secondLast = second.hops.filter { $0.reply != .none }.map(\.ttl).max() ?? (config.minTTL - 1)
-        guard !second.destination.reached, secondLast <= lastAnswered else { return nil }
+        return (control, kind)
+    }
+
+    func lastAnswered(_ r: TraceResult) -> Int { r.hops.filter { $0.reply != .none }.map(\.ttl).max() ?? (config.minTTL - 1) }
+
+    func controlGoesFurther(_ result: TraceResult, control: TraceResult) -> Bool {
+        let last = lastAnswered(result)
+        return control.destination.reached || control.hops.contains { $0.reply != .none && $0.ttl > last }
+    }
+
+    /// When the trace stalled, the control trace went further and the original, traced once
+    /// more, stalled again at the same place, the option is blackholed where it went silent.
+    func blackholeFinding(_ result: TraceResult, control controlResult: TraceResult, second: TraceResult) -> Finding? {
+        guard let kind = controlConfiguration()?.kind, controlGoesFurther(result, control: controlResult) else { return nil }
+        let lastAnswered = lastAnswered(result)
+        guard !second.destination.reached, self.lastAnswered(second) <= lastAnswered else { return nil }
         return Finding(id: .optionBlackhole, hop: lastAnswered + 1, after: lastAnswered >= config.minTTL ? lastAnswered : nil,
                        detail: FindingDetail(kind: kind, note: "the same probe without option \(kind) got answers past TTL \(lastAnswered)"))
     }
+}
+
+/// Runs one trace over a `PacketNetwork`: drives a `TraceTask`, sending what it asks for and
+/// feeding it what the network captures.
+public final class TraceEngine {
+    let config: TraceConfiguration
+    let network: PacketNetwork
+
+    public init(configuration: TraceConfiguration, network: PacketNetwork) {
+        config = configuration
+        self.network = network
+    }
+
+    public func run() throws -> TraceResult {
+        let task = try TraceTask(configuration: config)
+        while true {
+            let now = network.now()
+            switch try task.step(now: now) {
+            case .finished:
+                guard let r = task.result else { throw TraceError.network("trace finished without a result") }
+                return r
+            case .send(let bytes):
+                do { try network.send(bytes) } catch { throw TraceError.network("\(error)") }
+            case .blocked:
+                continue
+            case .wait(let until):
+                // Never spin: wait at least a millisecond when nothing is due.
+                let wake = max(until, now + 0.001)
+                let packet: ReceivedPacket?
+                do { packet = try network.receive(until: wake) } catch { throw TraceError.network("\(error)") }
+                if let p = packet { task.handle(p) }
+            }
+        }
+    }
+
+    /// The source port of the blackhole check's control probe (a separate flow).
+    public static func controlPort(_ sport: UInt16) -> UInt16 { TraceTask.controlPort(sport) }
 }

@@ -1,11 +1,11 @@
-// Release-mode benchmarks: `swift run -c release mptracebox-bench wire`.
+// Release-mode benchmarks: `swift run -c release mptracebox-bench wire|lab|trace|scan-input|scan-live`.
 // Each figure is printed as one `metric value` line, so scripts and notes can quote them.
 #if canImport(Glibc)
 import Glibc
 #endif
-import Wire
 import Foundation
 import Lab
+import Wire
 import NetIO
 import Session
 
@@ -128,6 +128,75 @@ func sessionRun(target: String, count: Int) throws {
     for (k, n) in verdicts.sorted(by: { $0.key < $1.key }) { print("verdict \(k) \(n)") }
 }
 
+/// `lab`: brings the six-hop, two-middlebox scenario up and down a few times (needs root).
+func labBenchmarks(runs: Int = 5) throws {
+    var ups: [Double] = [], downs: [Double] = []
+    for i in 0..<runs {
+        let spec = try Scenario.named("sixhop").spec(name: "b\(getpid() % 100000)x\(i)")
+        let lab = try Lab.up(spec, ephemeral: true)
+        ups.append(lab.upSeconds)
+        let start = now()
+        try lab.down()
+        downs.append(now() - start)
+    }
+    func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+    print("lab_up_sixhop_seconds_median \(String(format: "%.3f", median(ups)))")
+    print("lab_up_sixhop_seconds_max \(String(format: "%.3f", ups.max() ?? 0))")
+    print("lab_down_sixhop_seconds_median \(String(format: "%.3f", median(downs)))")
+}
+
+/// `trace`: a 10-hop lab path (9 routers, the 5th silent, then the server), traced by the
+/// mptracebox binary in parallel and in --sequential mode with the same timeout and retries.
+func traceBenchmarks(silent: [Int] = [4], suffix: String = "", timeout: Double = 1.0, retries: Int = 2, runs: Int = 3) throws {
+    var hops = Array(repeating: "router", count: 9)
+    for i in silent { hops[i] = "silent" }
+    let spec = try LabSpec(name: "bt\(getpid() % 100000)", hops: hops)
+    let lab = try Lab.up(spec, ephemeral: true)
+    defer { try? lab.down() }
+    let binary = try LabBinary.path()
+    func run(_ extra: [String]) throws -> (seconds: Double, reached: Bool, probes: Int) {
+        let start = now()
+        let out = try lab.run(.client, [binary, "trace", "--json", "-n", "--max-ttl", "16", "--timeout", "\(timeout)",
+                                        "--retries", "\(retries)", "--no-proxy-check"] + extra + [lab.serverIPv4])
+        let elapsed = now() - start
+        guard out.status == 0, let obj = try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any] else {
+            throw BenchError("trace failed: \(out.stderr)")
+        }
+        let reached = (obj["destination"] as? [String: Any])?["reached"] as? Bool ?? false
+        // The trace's own duration excludes process start-up; print both.
+        return (obj["duration_s"] as? Double ?? elapsed, reached, obj["probes_sent"] as? Int ?? 0)
+    }
+    _ = try run([])  // warm-up: neighbour caches, page cache
+    var parallel: [Double] = [], sequential: [Double] = []
+    var probesParallel = 0, probesSequential = 0
+    for _ in 0..<runs {
+        let p = try run([])
+        let s = try run(["--sequential"])
+        guard p.reached, s.reached else { throw BenchError("the destination was not reached") }
+        parallel.append(p.seconds); sequential.append(s.seconds)
+        probesParallel = p.probes; probesSequential = s.probes
+    }
+    func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+    let rtt = try lab.run(.client, ["ping", "-c", "3", "-i", "0.2", "-q", lab.serverIPv4]).stdout
+    let avgRTT = rtt.split(separator: "=").last.flatMap { $0.split(separator: "/").dropFirst().first }.flatMap { Double($0) } ?? 0
+    if suffix.isEmpty {
+        print("trace_hops 10")
+        print("trace_timeout_s \(timeout)")
+        print("trace_retries \(retries)")
+        print("path_rtt_ms \(String(format: "%.3f", avgRTT))")
+    }
+    print("parallel_s\(suffix) \(String(format: "%.3f", median(parallel)))")
+    print("sequential_s\(suffix) \(String(format: "%.3f", median(sequential)))")
+    print("speedup\(suffix) \(String(format: "%.2f", median(sequential) / median(parallel)))")
+    print("parallel_probes\(suffix) \(probesParallel)")
+    print("sequential_probes\(suffix) \(probesSequential)")
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
 let args = Array(CommandLine.arguments.dropFirst())
 switch args.first {
 case "wire":
@@ -136,9 +205,26 @@ case "session":
     try sessionBenchmark(count: args.count > 1 ? Int(args[1]) ?? 100 : 100)
 case "session-run" where args.count == 3:
     try sessionRun(target: args[1], count: Int(args[2]) ?? 100)
+case "lab":
+    try labBenchmarks()
+case "trace":
+    // The issue's figure: one silent router. Then two, to show how sequential cost grows with
+    // silent hops while parallel stays at one timeout.
+    try traceBenchmarks()
+    try traceBenchmarks(silent: [3, 6], suffix: "_2silent")
+case "scan-input":
+    try scanInputBenchmark(lines: args.dropFirst().first.flatMap { Int($0) } ?? 1_000_000, withStore: !args.contains("--no-db"))
+case "scan-live":
+    let numbers = args.dropFirst().compactMap { Double($0) }
+    try scanLiveBenchmark(targets: Int(numbers.first ?? 10_000), rates: numbers.count > 1 ? Array(numbers.dropFirst()) : [2000, 10000],
+                          shardOfMillion: args.contains("--million"))
 default:
-    print("usage: mptracebox-bench wire | session [COUNT]")
-    print("  wire     parse/serialize rates of the wire formats (run with -c release)")
+    print("usage: mptracebox-bench wire|lab|trace|session [COUNT]|scan-input [LINES] [--no-db]|scan-live [TARGETS RATE...] [--million]")
     print("  session  crafted MPTCP sessions per second against a lab's kernel server (root; -c release)")
+    print("  wire   parse/serialize rates of the wire formats (run with -c release)")
+    print("  lab    lab up/down time of the six-hop, two-middlebox scenario (root)")
+    print("  trace  parallel vs --sequential trace of a 10-hop lab path with a silent router (root)")
+    print("  scan-input  the scan pipeline on an instant in-process network: targets/s, CPU and RSS for LINES lines")
+    print("  scan-live   the release scanner against the lab's AnyIP server: achieved rate, CPU per target (root)")
     exit(args.isEmpty ? 0 : 2)
 }

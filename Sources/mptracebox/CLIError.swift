@@ -1,5 +1,6 @@
 import ArgumentParser
 import NetIO
+import Trace
 
 /// Errors the commands report, each with a documented exit status (see `mptracebox --help`).
 enum CLIError: Error, CustomStringConvertible {
@@ -29,6 +30,8 @@ enum CLIError: Error, CustomStringConvertible {
     static func from(_ error: Error) -> CLIError {
         if let e = error as? CLIError { return e }
         if let e = error as? PrivilegeError { return .privileges(e.description) }
+        if case .probe(let m)? = error as? TraceError { return .usage("probe: \(m)") }
+        if case .invalidConfiguration(let m)? = error as? TraceError { return .usage(m) }
         if let e = error as? NetIOError {
             return e.message.contains("CAP_NET") ? .privileges(e.message) : .runtime(e.message)
         }

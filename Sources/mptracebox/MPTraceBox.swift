@@ -13,6 +13,6 @@ struct MPTraceBox: ParsableCommand {
             Crafting and capturing need CAP_NET_RAW; the lab and the kernel-RST guard need CAP_NET_ADMIN.
             """,
         version: version,
-        subcommands: [TraceCommand.self, ConnectCommand.self, LabCommand.self]
+        subcommands: [TraceCommand.self, ConnectCommand.self, ScanCommand.self, LabCommand.self, SuiteCommand.self]
     )
 }

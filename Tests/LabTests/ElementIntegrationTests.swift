@@ -345,12 +345,12 @@ final class ElementIntegrationTests: XCTestCase {
     }
 
     func testElementRejectsBadArgumentsAndStopsCleanly() throws {
-        let bad = try TestShell.run([chain.binary, "_element", "--queue", "3", "--behaviour", "strip:30/99"])
+        let bad = try TestShell.run([chain.binary, "lab", "_element", "--queue", "3", "--behaviour", "strip:30/99"])
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("unknown MPTCP subtype"), bad.stderr)
         // Two elements cannot own one queue: the second says why.
         let el = try chain.startElement(["loss:0"], queue: 11)
-        let second = try TestShell.run(["ip", "netns", "exec", chain.box, chain.binary, "_element", "--queue", "11", "--behaviour", "loss:0"])
+        let second = try TestShell.run(["ip", "netns", "exec", chain.box, chain.binary, "lab", "_element", "--queue", "11", "--behaviour", "loss:0"])
         XCTAssertEqual(second.status, 2)
         XCTAssertTrue(second.stderr.contains("nfq_create_queue(11)"), second.stderr)
         let log = try chain.stop(el)
@@ -541,7 +541,7 @@ final class ElementChain {
         for r in rules { _ = try? exec(box, r.deleteArguments) }
         rules = custom ?? ElementBehaviour.queueRules(for: parsed, queue: queue)
         for r in rules { try exec(box, r.addArguments) }
-        let (p, log) = try spawn(box, [binary, "_element", "--queue", "\(queue)", "--seed", "\(seed)"]
+        let (p, log) = try spawn(box, [binary, "lab", "_element", "--queue", "\(queue)", "--seed", "\(seed)"]
                                     + behaviours.flatMap { ["--behaviour", $0] }, log: "element-\(queue)-\(processes.count).log")
         try waitFor(log, "ready on queue", p)
         return Element(process: p, log: log)

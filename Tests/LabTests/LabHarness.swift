@@ -67,6 +67,32 @@ print(got)
         return Int(out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
     }
 
+    /// A crafted IPv4 SYN (raw socket) with the given TCP options, e.g. an MPTCP SYN whose TTL
+    /// expires on the path (IP_TTL is not supported on MPTCP sockets).
+    static let rawSYN = #"""
+import socket, struct, sys
+src, dst, port, ttl, opts = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), bytes.fromhex(sys.argv[5])
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+tcp = struct.pack("!HHIIBBHHH", 40000, port, 1000, 0, (5 + len(opts) // 4) << 4, 0x02, 64240, 0, 0) + opts
+pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(tcp))
+tcp = tcp[:16] + struct.pack("!H", csum(pseudo + tcp)) + tcp[18:]
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0, ttl, 6, 0, socket.inet_aton(src), socket.inet_aton(dst))
+ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+s.sendto(ip + tcp, (dst, 0))
+"""#
+
+    /// MSS 1460, SACK-permitted, NOP, NOP, MP_CAPABLE v1 (kind 30, length 4, flags 0x81).
+    static let mptcpSYNOptions = "020405b404020101" + "1e040181"
+
+    static func craftedSYN(_ lab: Lab, ttl: Int, options: String = mptcpSYNOptions, port: UInt16 = 80) throws {
+        try lab.check(.client, ["python3", "-c", rawSYN, lab.clientIPv4, lab.serverIPv4, "\(port)", "\(ttl)", options])
+    }
+
     /// Sends one SYN with a limited TTL (it expires at hop `ttl`).
     static func expiringSYN(_ lab: Lab, ttl: Int, host: String? = nil, port: UInt16 = 80, proto: String = "mptcp") throws {
         try lab.check(.client, ["python3", "-c", script, proto, host ?? lab.serverIPv4, "\(port)", "0", "1", "\(ttl)"])
@@ -147,7 +173,7 @@ final class Capture {
         self.lab = lab
         file = "\(lab.stateDirectory)/cap-\(node.name)-\(interface)-\(UUID().uuidString.prefix(8)).pcap"
         let log = file + ".log"
-        pid = try lab.spawn(node, ["tcpdump", "-i", interface, "-U", "-n", "-s", "0", "-w", file, filter], log: log)
+        pid = try lab.spawn(node, ["tcpdump", "-i", interface, "--immediate-mode", "-U", "-n", "-s", "0", "-w", file, filter], log: log)
         let deadline = Date().addingTimeInterval(5)
         while !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("listening on") {
             guard Date() < deadline else { throw LabError.daemonFailed(node: node.name, what: "tcpdump", log: "") }

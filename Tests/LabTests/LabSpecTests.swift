@@ -15,7 +15,7 @@ final class LabSpecTests: XCTestCase {
             let b = try HopBehaviour(parsing: t)
             XCTAssertEqual(b.description, t, "canonical text of \(t)")
             XCTAssertEqual(try HopBehaviour(parsing: b.description), b)
-            XCTAssertEqual(b.elementArgument, b.description)
+            XCTAssertEqual(try HopBehaviour(parsing: b.elementArgument), b, "element argument of \(t)")
         }
     }
 
@@ -122,8 +122,23 @@ final class LabSpecTests: XCTestCase {
         XCTAssertTrue(hop1.elements.isEmpty)
         let hop2 = NodePlanner.plan(for: .hop(path: 0, index: 2), in: spec)
         XCTAssertEqual(hop2.elements.map(\.queue), [100, 101])
-        XCTAssertTrue(hop2.iptables.contains("-A FORWARD -p tcp -j NFQUEUE --queue-num 100"))
-        XCTAssertTrue(hop2.iptables.contains("-A OUTPUT -p icmp --icmp-type time-exceeded -j NFQUEUE --queue-num 101"))
-        XCTAssertTrue(hop2.ip6tables.contains("--icmpv6-type time-exceeded -j NFQUEUE --queue-num 101"))
+        XCTAssertTrue(hop2.iptables.contains("-A FORWARD -p tcp -m mark ! --mark 0x4d50 -j NFQUEUE --queue-num 100"), hop2.iptables)
+        XCTAssertTrue(hop2.iptables.contains("--queue-num 101"), hop2.iptables)
+        XCTAssertTrue(hop2.ip6tables.contains("--queue-num 101"), hop2.ip6tables)
+    }
+
+    /// Every element behaviour the lab accepts is understood the same way by the element.
+    func testElementUnderstandsEveryElementBehaviour() throws {
+        for t in ["rfc792", "strip:30/2@data", "strip:30/1@syn@pre", "eol:30@syn", "eol:2", "seqrand",
+                  "payload:GET=PUT", "split:100", "coalesce", "echo-mpc", "delay:20", "loss:2.5", "dup:10", "reorder:5"] {
+            let b = try HopBehaviour(parsing: t)
+            XCTAssertTrue(b.isElement, t)
+            let e = try ElementBehaviour(parsing: b.elementArgument)
+            XCTAssertEqual(try ElementBehaviour(parsing: e.description), e, t)
+            if case .strip(_, let cls, let hook) = b {
+                XCTAssertEqual(e.segments.rawValue, cls.rawValue, t)
+                XCTAssertEqual(e.hook.rawValue, hook.rawValue, t)
+            }
+        }
     }
 }

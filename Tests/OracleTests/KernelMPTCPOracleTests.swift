@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import MPTCPCrypto
 import NetIO
+import Wire
 import TestSupport
 
 /// The Linux kernel as the oracle for MPTCPCrypto: a real MPTCP connection (python3 sockets with
@@ -70,6 +71,44 @@ final class KernelMPTCPOracleTests: XCTestCase {
         // The kernel's own counters agree that the join was accepted (HMAC checked by the kernel).
         XCTAssertTrue(session.serverCounters.contains("MPTcpExtMPJoinAckRx"), session.serverCounters)
         XCTAssertFalse(session.serverCounters.contains("MPTcpExtMPJoinAckHMacFailure"), session.serverCounters)
+    }
+}
+
+extension KernelMPTCPOracleTests {
+    /// The Wire parser decodes every packet of a real kernel MPTCP session (MP_CAPABLE, DSS with
+    /// data, MP_JOIN, ADD_ADDR/echo, DATA_FIN), with no malformed or unknown MPTCP option, writes
+    /// each back byte for byte, and reads the same keys as the independent byte scan above.
+    func testWireDecodesEveryPacketOfAKernelSession() throws {
+        let lab = try NetnsLab()
+        defer { lab.destroy() }
+        let session = try KernelMPTCPSession.run(lab: lab)
+        defer { unlink(session.pcapPath) }
+        var subtypes = Set<UInt8>()
+        var wireKeys: [UInt64] = []
+        var joinToken: UInt32?
+        for bytes in session.packets {
+            let packet = try IPPacket.parse(bytes)
+            guard case .tcp(let seg) = packet.transport else {
+                XCTFail("not a complete TCP segment: \(bytes.hexString)"); continue
+            }
+            XCTAssertEqual(try packet.serialized(), Array(bytes.prefix(try packet.serialized().count)), "round trip")
+            for option in seg.header.options.options {
+                if case .malformed(let m) = option { XCTFail("malformed option in a kernel packet: \(m)") }
+                guard case .mptcp(let m) = option else { continue }
+                if case .other(let o) = m { XCTFail("unknown MPTCP subtype \(o.subtype) from the kernel") }
+                subtypes.insert(m.subtype.rawValue)
+                if case .capable(let c) = m, let s = c.senderKey, let r = c.receiverKey, wireKeys.isEmpty { wireKeys = [s, r] }
+                if case .join(let j) = m, case .syn(let token, _) = j.stage { joinToken = token }
+            }
+        }
+        XCTAssertTrue(subtypes.isSuperset(of: [0, 1, 2]), "MP_CAPABLE, MP_JOIN and DSS seen: \(subtypes.sorted())")
+        // The same keys as the byte scan of the first test, and the server's token from them is the kernel's.
+        let segments = session.packets.compactMap(TCPSegmentView.init)
+        var scanned: [TCPSegmentView.Option] = []
+        for s in segments where !s.isSyn { scanned += s.mptcpOptions.filter { $0.subtype == 0 && $0.bytes.count >= 20 } }
+        let thirdAck = try XCTUnwrap(scanned.first)
+        XCTAssertEqual(wireKeys, [be(thirdAck.bytes[4..<12]), be(thirdAck.bytes[12..<20])])
+        XCTAssertEqual(try MPTCPKey(rawValue: try XCTUnwrap(wireKeys.last)).token(.v1).rawValue, try XCTUnwrap(joinToken))
     }
 }
 

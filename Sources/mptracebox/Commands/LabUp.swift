@@ -10,7 +10,7 @@ struct LabUp: ParsableCommand {
         abstract: "Bring a lab up (with no arguments: the demo lab).",
         discussion: """
             Hops: `router`, or behaviours joined by ',': silent, ratelimit[:MS], rfc792, \
-            strip:KIND[/SUB][@syn|@synack|@nonsyn|@data|@all][@pre], drop:KIND[/SUB][@CLASS][@pre], \
+            strip:KIND[/SUB][@syn|@synack|@nonsyn|@data|@all][@pre], remove:KIND[/SUB][@CLASS][@pre], drop:KIND[/SUB][@CLASS][@pre], \
             eol:KIND[@CLASS], mss:N, mss:clamp[:N], dscp:N, ecn:clear|ect0|ect1|ce, ttl:N, nat, \
             synproxy, proxy, seqrand, payload:FIND=REPLACE, split:N, coalesce, echo-mpc, delay:MS, \
             loss:P, dup:P, reorder:P.
@@ -102,7 +102,7 @@ struct LabUp: ParsableCommand {
               mptracebox lab status \(lab.name)
             """)
         if MPTraceBox.configuration.subcommands.contains(where: { $0.configuration.commandName == "trace" }) {
-            print("  mptracebox lab exec \(lab.name) client -- mptracebox trace \(lab.serverIPv4) --port \(spec.servers.first?.port ?? 80)")
+            print("  mptracebox lab exec \(lab.name) client -- mptracebox trace -n --dport \(spec.servers.first?.port ?? 80) \(lab.serverIPv4)")
         }
         print("Take it down:\n  mptracebox lab down \(lab.name)")
     }

@@ -74,8 +74,19 @@ struct TraceCommand: ParsableCommand {
         guard (0...10).contains(retries) else { throw ValidationError("--retries must be 0 to 10") }
         guard rate > 0, rate <= 1_000_000 else { throw ValidationError("--rate must be in (0, 1000000] packets/s") }
         if let p = probe {
-            do { _ = try ProbeExpression(parsing: p) } catch let e as ProbeError {
+            let expression: ProbeExpression
+            do { expression = try ProbeExpression(parsing: p) } catch let e as ProbeError {
                 throw ValidationError("probe: \(e.description)\n  \(p)\n  \(String(repeating: " ", count: max(0, e.column - 1)))^")
+            }
+            // Build it once with placeholder addresses: the option budget and field widths are checked before anything is sent.
+            let (src, dst): (IPAddress, IPAddress) = expression.ip.family == .v6
+                ? (IPAddress("2001:db8::1")!, IPAddress("2001:db8::2")!) : (IPAddress("198.18.0.1")!, IPAddress("198.18.0.2")!)
+            do {
+                _ = try expression.packet(source: src, destination: dst, sourcePort: 1, destinationPort: target.dport, sequenceNumber: 0)
+            } catch let e as WireError {
+                throw ValidationError("probe: \(e.message)")
+            } catch let e as ProbeError {
+                throw ValidationError("probe: \(e.description)")
             }
         }
     }

@@ -1,0 +1,1 @@
+../TraceTests/SimulatedPath.swift
