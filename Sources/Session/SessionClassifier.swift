@@ -66,14 +66,23 @@ public enum SessionClassifier {
                 return Verdict("timeout", [Evidence(packet: nil, why: "no answer to \(f.synPackets.count) SYNs, with or without MP_CAPABLE")])
             }
         case .synAck(let synAck):
+            if f.synAckEchoed {
+                return Verdict("fallback.echoed", [ev(synAck, r, "the SYN/ACK's MP_CAPABLE is a copy of ours (no server key, or our own key)")])
+            }
+            // A box that answers our SYN with an MP_CAPABLE of its own making cannot carry MPTCP on:
+            // the SYN/ACK came from before the server and the "session" was reset without any DSS.
+            if let hop = f.proxyHop, f.synAckMPCapable != nil, f.firstServerDSS == nil, let rst = f.resets.first {
+                return Verdict("fallback.echoed", [
+                    ev(synAck, r, "the SYN/ACK carries MP_CAPABLE with a key, but comes from \(hop) hop(s) away"),
+                    ev(f.proxyEvidence, r, "an ICMP echo to the server with that TTL expired on the way: a box at hop \(hop) answered"),
+                    ev(rst, r, "the connection was reset before any DSS: nothing behind that MP_CAPABLE speaks MPTCP")],
+                    detail: ["hop": "\(hop)"])
+            }
             if let hop = f.proxyHop {
                 return Verdict("fallback.proxy", [
                     ev(synAck, r, "the SYN/ACK's TTL puts its sender \(hop) hop(s) away"),
                     ev(f.proxyEvidence, r, "an ICMP echo to the server with that TTL expired on the way: a box at hop \(hop) answered for the server")],
                     detail: ["hop": "\(hop)", "mptcp": f.versionUsed != nil ? "yes" : "no"])
-            }
-            if f.synAckEchoed {
-                return Verdict("fallback.echoed", [ev(synAck, r, "the SYN/ACK's MP_CAPABLE is a copy of ours (no server key, or our own key)")])
             }
             guard let used = f.versionUsed else { return noMPTCPVerdict(r, synAck: synAck) }
             return mptcpVerdict(r, synAck: synAck, version: used)
@@ -119,6 +128,14 @@ public enum SessionClassifier {
         let fellBack = f.dataAckedWithoutDSS != nil || (f.firstServerDSS == nil && f.bytesSent > 0)
         if fellBack {
             if let i = f.dataAckedWithoutDSS { base.append(ev(i, r, "the server acknowledged our data without any DSS: it fell back to TCP")) }
+            // With checksums on, a server that finds the payload changed falls back (infinite
+            // mapping or plain ACKs); the echo shows the change.
+            if f.checksums, f.echoMatches == false, f.ackProbeReplyHasDSS {
+                return Verdict("fallback.checksum", base + [
+                    ev(f.ackProbeReply, r, "before our data, the server's ACK carried a DSS: the handshake was fine"),
+                    Evidence(packet: nil, why: "the data came back changed: the payload was rewritten on the way and the server's DSS checksum check failed")],
+                    detail: ["checksums": "on"])
+            }
             let thirdAck = f.inspections.first { $0.segment == "third-ack" }?.firstChanged
             let data = f.inspections.first { $0.segment == "data" }?.firstChanged
             if let probe = f.ackProbeReply {

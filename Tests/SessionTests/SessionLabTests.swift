@@ -180,3 +180,30 @@ final class KernelModeLabTests: XCTestCase {
         XCTAssertEqual(d2["MPCapableSYNRX"] ?? 0, 0)
     }
 }
+
+/// Scenarios that need the lab's NFQUEUE element (payload rewriting, MP_CAPABLE echo, subtype stripping).
+final class SessionElementLabTests: XCTestCase {
+    func testPayloadRewrittenWithChecksumsIsFallbackChecksum() throws {
+        let lab = try SessionLab(self, hops: ["router", "payload:session=SESSION"], servers: ["mptcp:80,csum"])
+        let (doc, d, _) = try lab.connect()
+        XCTAssertEqual(doc.verdict, "fallback.checksum")
+        XCTAssertEqual(doc["payload"] as? String, "changed")
+        XCTAssertEqual(d["DataCsumErr"], 1, "the server's kernel found the DSS checksum wrong")
+    }
+
+    func testPayloadRewrittenWithoutChecksumsGoesUnnoticedByMPTCP() throws {
+        let lab = try SessionLab(self, hops: ["router", "payload:session=SESSION"])
+        let (doc, d, _) = try lab.connect(["--no-checksum"])
+        XCTAssertEqual(doc.verdict, "mptcp")
+        XCTAssertEqual(doc["payload"] as? String, "changed", "only the echo shows the change")
+        XCTAssertEqual(d["DataCsumErr"] ?? 0, 0, "no checksums, nothing for the server to catch")
+        XCTAssertEqual(d["MPCapableACKRX"], 1)
+    }
+
+    func testEchoingBoxIsFallbackEchoed() throws {
+        let lab = try SessionLab(self, hops: ["router", "echo-mpc"])
+        let (doc, d, _) = try lab.connect(["--no-join", "--no-add-addr"])
+        XCTAssertEqual(doc.verdict, "fallback.echoed")
+        XCTAssertEqual(d["MPCapableACKRX"] ?? 0, 0, "the server never had an MPTCP connection with us")
+    }
+}
