@@ -206,4 +206,22 @@ final class SessionElementLabTests: XCTestCase {
         XCTAssertEqual(doc.verdict, "fallback.echoed")
         XCTAssertEqual(d["MPCapableACKRX"] ?? 0, 0, "the server never had an MPTCP connection with us")
     }
+
+    func testJoinSYNStripped() throws {
+        let lab = try SessionLab(self, hops: ["router", "strip:30/1@syn"])
+        let (doc, d, _) = try lab.connect(["--no-add-addr"])
+        XCTAssertEqual(doc.verdict, "mptcp")
+        XCTAssertEqual(doc.subflowVerdicts, ["mptcp", "join.syn-stripped"])
+        XCTAssertEqual(d["MPJoinSynRx"] ?? 0, 0, "the server never saw MP_JOIN")
+        XCTAssertEqual(d["MPCapableACKRX"], 1)
+    }
+
+    func testJoinSYNACKStripped() throws {
+        let lab = try SessionLab(self, hops: ["router", "strip:30/1@synack"])
+        let (doc, d, _) = try lab.connect(["--no-add-addr"])
+        XCTAssertEqual(doc.verdict, "mptcp")
+        XCTAssertEqual(doc.subflowVerdicts, ["mptcp", "join.synack-stripped"])
+        XCTAssertEqual(d["MPJoinSynRx"], 1, "the server saw our MP_JOIN SYN")
+        XCTAssertEqual(d["MPJoinAckRx"] ?? 0, 0, "but never got a third ACK with our HMAC")
+    }
 }
