@@ -152,6 +152,14 @@ final class SessionLabTests: XCTestCase {
         XCTAssertGreaterThan(packets, 0, String(masq))
     }
 
+    func testUnknownHostIsUnreachable() throws {
+        let lab = try SessionLab(self, hops: ["router"])
+        // An address in the server's subnet that nobody holds: the last router's ARP fails.
+        let (doc, d, _) = try lab.connect(["--timeout", "1", "--retries", "3"], target: "198.18.1.99")
+        XCTAssertEqual(doc.verdict, "unreachable")
+        XCTAssertEqual(d["MPCapableSYNRX"] ?? 0, 0)
+    }
+
     func testClosedPortIsRefused() throws {
         let lab = try SessionLab(self, hops: ["router"], servers: ["closed:80"])
         let (doc, d, _) = try lab.connect()
