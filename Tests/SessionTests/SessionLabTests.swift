@@ -72,6 +72,11 @@ final class SessionLabTests: XCTestCase {
         XCTAssertEqual(doc.detail["hop"], "3")
         XCTAssertEqual(d["MPCapableSYNRX"] ?? 0, 0, "the server never saw MP_CAPABLE")
         XCTAssertEqual(lab.serverClosed().first?["mptcp"] as? Bool, false)
+        // IPv6: the copies' hop limit travels in the flow label of the quotes.
+        let (doc6, d6, _) = try lab.connect(["-6"], target: lab.lab.serverIPv6)
+        XCTAssertEqual(doc6.verdict, "fallback.syn-stripped")
+        XCTAssertEqual(doc6.detail["hop"], "3")
+        XCTAssertEqual(d6["MPCapableSYNRX"] ?? 0, 0)
     }
 
     func testMPCapableStrippedFromTheSYNACK() throws {
