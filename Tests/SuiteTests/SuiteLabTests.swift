@@ -161,12 +161,18 @@ final class SuiteLabTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("path.option-blackhole at hop 3 (intact at hop 2)"), r.stdout)
     }
 
-    func testConnectSuiteFailsClearlyWithoutTheSessionEngine() throws {
-        let lab = try makeLab(hops: ["router"])
-        let r = try runSuite(lab, [Self.library + "/suites/mptcp-session.yaml"])
-        XCTAssertEqual(r.status, 1)
-        XCTAssertEqual(Set(r.outcomes.values), ["error"])
-        XCTAssertTrue(r.stdout.contains("connect checks are not available in this build"), r.stdout)
+    /// The connect checks run real sessions (the session engine): they pass on a clean path, and
+    /// the verdict check fails when a box strips MP_CAPABLE from SYNs.
+    func testConnectSuiteRunsSessionsAndFailsBehindAStrippingBox() throws {
+        let clean = try runSuite(try makeLab(hops: ["router"]), [Self.library + "/suites/mptcp-session.yaml"])
+        XCTAssertEqual(clean.status, 0, clean.stdout + clean.stderr)
+        XCTAssertEqual(clean.outcomes["session: verdict is mptcp"], "pass", "\(clean.outcomes)")
+        XCTAssertEqual(clean.outcomes["session-join: join outcome is join.ok"], "pass", "\(clean.outcomes)")
+
+        let stripped = try runSuite(try makeLab(hops: ["router", "strip:30@syn", "router"]), [Self.library + "/suites/mptcp-session.yaml"])
+        XCTAssertEqual(stripped.status, 1)
+        XCTAssertEqual(stripped.outcomes["session: verdict is mptcp"], "fail", "\(stripped.outcomes)")
+        XCTAssertTrue(stripped.stdout.contains("fallback.syn-stripped"), stripped.stdout)
     }
 
     func testCheckReportsBadFilesWithoutSending() throws {

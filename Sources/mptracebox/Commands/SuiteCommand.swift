@@ -259,7 +259,7 @@ struct SuiteCheck: ParsableCommand {
             throw ExitCode(64)
         }
         print("\(suites.count) file\(suites.count == 1 ? "" : "s"), \(probes) probe\(probes == 1 ? "" : "s"): valid")
-        if connect > 0 { print("note: \(connect) probe\(connect == 1 ? " uses" : "s use") connect checks; \(SessionAvailability.unavailable)") }
+        if connect > 0 { print("note: \(connect) probe\(connect == 1 ? " uses" : "s use") connect checks (complete MPTCP sessions)") }
     }
 }
 
@@ -268,12 +268,13 @@ final class LiveSuiteEnvironment: SuiteEnvironment, @unchecked Sendable {
     let family: FamilyPreference
     let fixedSource: IPAddress?
     let interface: String?
-    let sessions: SessionChecker? = nil
+    let sessions: SessionChecker?
 
     init(family: FamilyPreference, source: IPAddress?, interface: String?) {
         self.family = family
         fixedSource = source
         self.interface = interface
+        sessions = LiveSessionChecker(interface: interface)
     }
 
     func resolveForCLI(_ target: String) throws -> IPAddress {
