@@ -119,11 +119,11 @@ public enum NodePlanner {
             if spec.paths.count > 1, let last1 = links.last(where: { $0.path == 1 }) {
                 p.ipBatch.append("mptcp endpoint add \(last1.rightEnd.ipv4) dev p1 signal")
             } else {
+                // On lo: this kernel has no dummy devices (CONFIG_DUMMY is off).
                 p.ipBatch += [
-                    "link add extra type dummy", "link set extra up",
-                    "address add \(Addressing.extraServerIPv4)/32 dev extra",
-                    "address add \(Addressing.extraServerIPv6)/128 dev extra nodad",
-                    "mptcp endpoint add \(Addressing.extraServerIPv4) dev extra signal",
+                    "address add \(Addressing.extraServerIPv4)/32 dev lo",
+                    "address add \(Addressing.extraServerIPv6)/128 dev lo nodad",
+                    "mptcp endpoint add \(Addressing.extraServerIPv4) dev lo signal",
                 ]
             }
         }
