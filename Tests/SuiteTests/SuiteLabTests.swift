@@ -107,6 +107,38 @@ final class SuiteLabTests: XCTestCase {
             "tfo-cookie-16-mpc-no-ts: option tfo reaches the last hop that quotes it unmodified",
             "tfo-syn-data-mpc: option tfo reaches the last hop that quotes it unmodified",
         ]),
+        // A box that answers MP_CAPABLE SYNs itself: the SYN's options never reach the server and
+        // the echo check at the answering TTL finds the box.
+        ("echo-mpc", [
+            "mpc-v0-syn: option mpcapable reaches the destination unmodified",
+            "mpc-v1-syn-checksum: option mpcapable reaches the destination unmodified",
+            "mpc-v1-syn: no finding path.proxy",
+            "mpc-v1-syn: option mpcapable reaches the destination unmodified",
+            "tfo-cookie-16-mpc-no-ts: option mpcapable reaches the destination unmodified",
+            "tfo-cookie-8-mpc: option mpcapable reaches the destination unmodified",
+            "tfo-cookie-request-mpc: option mpcapable reaches the destination unmodified",
+            "tfo-cookie-request-mpc: option tfo reaches the destination unmodified",
+        ]),
+        // The kernel's SYNPROXY answers every SYN itself, without MP_CAPABLE.
+        ("synproxy", [
+            "mpc-v0-syn: option mpcapable reaches the destination unmodified",
+            "mpc-v1-syn-checksum: option mpcapable reaches the destination unmodified",
+            "mpc-v1-syn: no finding path.proxy",
+            "mpc-v1-syn: option mpcapable reaches the destination unmodified",
+            "mpc-v1-syn: the server answers with MP_CAPABLE",
+            "mpjoin-syn: option mpjoin reaches the destination unmodified",
+            "plain-syn: no finding path.proxy",
+            "plain-syn: option sackok reaches the destination unmodified",
+            "plain-syn: option ts reaches the destination unmodified",
+            "plain-syn: option ws reaches the destination unmodified",
+            "tfo-cookie-16-mpc-no-ts: option mpcapable reaches the destination unmodified",
+            "tfo-cookie-8-mpc: option mpcapable reaches the destination unmodified",
+            "tfo-cookie-request-mpc: finding dest.mp-capable",
+            "tfo-cookie-request-mpc: option mpcapable reaches the destination unmodified",
+            "tfo-cookie-request-mpc: option tfo reaches the destination unmodified",
+        ]),
+        // Sequence randomisation shifts SACK edges with the sequence space.
+        ("seqrand", ["sack-blocks: option sack reaches the last hop that quotes it unmodified"]),
     ]
 
     func testReadinessSuitePassesOnACleanPathToAKernelMPTCPServer() throws {
