@@ -137,9 +137,6 @@ public enum Resolver {
     }
 }
 
-extension IPAddress {
-    var isV4: Bool { if case .v4 = self { return true }; return false }
-}
 
 /// Names found so far; look-ups that outlive the wait keep writing here harmlessly.
 private final class NameTable: @unchecked Sendable {

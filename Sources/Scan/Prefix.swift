@@ -100,7 +100,3 @@ struct AddressKey: Comparable, Hashable {
 extension Character {
     var isASCIIDigit: Bool { ("0"..."9").contains(self) }
 }
-
-extension IPAddress {
-    var isV4: Bool { if case .v4 = self { return true }; return false }
-}

@@ -121,7 +121,3 @@ extension BoundProbe {
         }
     }
 }
-
-extension IPAddress {
-    var isV4: Bool { if case .v4 = self { return true }; return false }
-}

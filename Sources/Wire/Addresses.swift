@@ -120,6 +120,11 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
         if let a = IPv4Address(text) { self = .v4(a) } else if let a = IPv6Address(text) { self = .v6(a) } else { return nil }
     }
 
+    public var isV4: Bool {
+        if case .v4 = self { return true }
+        return false
+    }
+
     public var bytes: [UInt8] {
         switch self {
         case .v4(let a): return a.bytes

@@ -128,6 +128,8 @@ func sessionRun(target: String, count: Int) throws {
     for (k, n) in verdicts.sorted(by: { $0.key < $1.key }) { print("verdict \(k) \(n)") }
 }
 
+func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+
 /// `lab`: brings the six-hop, two-middlebox scenario up and down a few times (needs root).
 func labBenchmarks(runs: Int = 5) throws {
     var ups: [Double] = [], downs: [Double] = []
@@ -139,7 +141,6 @@ func labBenchmarks(runs: Int = 5) throws {
         try lab.down()
         downs.append(now() - start)
     }
-    func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
     print("lab_up_sixhop_seconds_median \(String(format: "%.3f", median(ups)))")
     print("lab_up_sixhop_seconds_max \(String(format: "%.3f", ups.max() ?? 0))")
     print("lab_down_sixhop_seconds_median \(String(format: "%.3f", median(downs)))")
@@ -176,7 +177,6 @@ func traceBenchmarks(silent: [Int] = [4], suffix: String = "", timeout: Double =
         parallel.append(p.seconds); sequential.append(s.seconds)
         probesParallel = p.probes; probesSequential = s.probes
     }
-    func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
     let rtt = try lab.run(.client, ["ping", "-c", "3", "-i", "0.2", "-q", lab.serverIPv4]).stdout
     let avgRTT = rtt.split(separator: "=").last.flatMap { $0.split(separator: "/").dropFirst().first }.flatMap { Double($0) } ?? 0
     if suffix.isEmpty {

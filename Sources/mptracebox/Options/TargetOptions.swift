@@ -50,7 +50,3 @@ struct TargetOptions: ParsableArguments {
 
     var sourcePort: UInt16 { sport ?? UInt16.random(in: 32768...60999) }
 }
-
-extension IPAddress {
-    var isV4: Bool { if case .v4 = self { return true }; return false }
-}
