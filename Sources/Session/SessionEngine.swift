@@ -51,7 +51,6 @@ public final class SessionEngine {
     public func run() throws -> SessionRecord {
         try config.validate()
         record.started = network.now()
-        defer { record.duration = network.now() - record.started }
         version = config.version == .v0 ? .v0 : .v1
         record.facts.versionSent = version.rawValue
         do {
@@ -66,6 +65,8 @@ public final class SessionEngine {
         record.facts.received = deliveredData()
         record.facts.checksums = checksums
         record.facts.fellBack = !mptcp && record.facts.versionUsed != nil
+        // Not in a defer: a defer would run after the returned copy was made.
+        record.duration = network.now() - record.started
         return record
     }
 
@@ -151,7 +152,7 @@ public final class SessionEngine {
         localKey = try config.localKey.map(MPTCPKey.init(rawValue:)) ?? MPTCPKey.random(version: v)
         localIDSN = try localKey.idsn(v)
         record.facts.localKey = localKey.rawValue
-        let iss = config.initialSequence ?? UInt32.random(in: 0...UInt32.max)
+        let iss = config.initialSequence ?? initialSequenceNumber()
         let sf = Subflow(id: subflows.count, kind: .initial, local: config.source, localPort: port,
                          remote: config.target, remotePort: config.destinationPort, iss: iss)
         subflows.removeAll { $0.kind == .initial }
@@ -166,6 +167,16 @@ public final class SessionEngine {
             record.facts.synAckMPCapable = seg.header.options.mpCapable
         }
         return Opened(outcome: outcome, flow: outcome.isSynAck ? sf : nil)
+    }
+
+    /// A clock-driven ISS (RFC 793 §3.3, RFC 6528): 4 µs ticks plus a little randomness.
+    ///
+    /// A server that closed a previous connection of the same four-tuple first keeps it in
+    /// TIME_WAIT; Linux takes a new SYN there only when its sequence number lies after the old
+    /// connection's. Purely random ISSs had even odds of an unanswered SYN when a scan or a
+    /// `connect` repeats within a minute, and that looked like a SYN-dropping middlebox.
+    func initialSequenceNumber() -> UInt32 {
+        UInt32(truncatingIfNeeded: UInt64(max(0, network.now()) * 250_000)) &+ UInt32.random(in: 0..<(1 << 16))
     }
 
     func synOptions(mpc: MPCapable?) -> [TCPOption] {
@@ -196,7 +207,7 @@ public final class SessionEngine {
     /// When every MP_CAPABLE SYN went unanswered: does a plain SYN get through?
     func plainSYNRetry() throws {
         let sf = Subflow(id: 9, kind: .initial, local: config.source, localPort: config.retryPort,
-                         remote: config.target, remotePort: config.destinationPort, iss: UInt32.random(in: 0...UInt32.max))
+                         remote: config.target, remotePort: config.destinationPort, iss: initialSequenceNumber())
         subflows.append(sf)
         let syn = try sf.segment(flags: .syn, options: synOptions(mpc: nil))
         let outcome = try handshake(sf, syn: syn, label: "plain syn", synPackets: { _ in })
@@ -430,7 +441,7 @@ public final class SessionEngine {
         guard let rk = remoteKey else { return nil }
         record.facts.joinAttempted = true
         let sf = Subflow(id: 1, kind: .join, local: config.joinSource ?? config.source, localPort: config.effectiveJoinPort,
-                         remote: config.target, remotePort: config.destinationPort, iss: UInt32.random(in: 0...UInt32.max))
+                         remote: config.target, remotePort: config.destinationPort, iss: initialSequenceNumber())
         subflows.append(sf)
         let nonce = config.joinNonce ?? UInt32.random(in: 0...UInt32.max)
         let token = try rk.token(version).rawValue

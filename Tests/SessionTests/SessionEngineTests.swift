@@ -40,6 +40,7 @@ final class SessionEngineTests: XCTestCase {
         XCTAssertNotNil(r.facts.serverDataFin)
         XCTAssertTrue(r.facts.subflowClosed)
         XCTAssertEqual(r.facts.bytesAckedDataLevel, 4000)
+        XCTAssertGreaterThanOrEqual(r.duration, r.configuration.linger, "the session lasts at least its linger")
         // The third ACK carries both keys; the first data carries MP_CAPABLE with length and checksum.
         let third = r.packets[r.facts.thirdAckPacket!].packet.tcp!.header.options.mpCapable!
         XCTAssertEqual(third.senderKey, 0x0102_0304_0506_0708)
