@@ -16,29 +16,52 @@ public final class RSTGuard: @unchecked Sendable {
     public static let tablePrefix = "mptracebox_guard_"
 
     public let table: String
-    public let ports: [UInt16]
+    /// The guarded local ports, as sorted disjoint ranges.
+    public let ports: [ClosedRange<UInt16>]
     private let lock = NSLock()
     private var installed = false
 
     /// Installs the guard for these local TCP ports. Sweeps stale guards first.
-    public init(ports: [UInt16], mark: UInt32 = RSTGuard.mark) throws {
-        guard !ports.isEmpty else { throw NetIOError(.firewall, "the kernel-RST guard needs at least one port") }
+    public convenience init(ports: [UInt16], mark: UInt32 = RSTGuard.mark) throws {
+        try self.init(portRanges: ports.map { $0...$0 }, mark: mark)
+    }
+
+    /// Installs the guard for these ranges of local TCP ports (a scan's session ports).
+    public init(portRanges: [ClosedRange<UInt16>], mark: UInt32 = RSTGuard.mark) throws {
+        guard !portRanges.isEmpty else { throw NetIOError(.firewall, "the kernel-RST guard needs at least one port") }
         try Privileges.require([.netAdmin], for: "installing the kernel-RST guard (nftables)")
         _ = Self.sweepStale()
-        self.ports = Array(Set(ports)).sorted()
+        ports = Self.merged(portRanges)
         table = Self.tablePrefix + String(getpid())
         // One table per process: a second guard in the same process replaces the first.
         _ = try? Self.nft(["delete", "table", "inet", table])
-        try Self.nft(input: Self.ruleset(table: table, ports: self.ports, mark: mark))
+        try Self.nft(input: Self.ruleset(table: table, ranges: ports, mark: mark))
         installed = true
         SignalCleanup.shared.register(self)
+    }
+
+    /// Sorted, with overlapping and adjacent ranges joined (nft refuses overlapping set elements).
+    public static func merged(_ ranges: [ClosedRange<UInt16>]) -> [ClosedRange<UInt16>] {
+        var out: [ClosedRange<UInt16>] = []
+        for r in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            if let last = out.last, Int(r.lowerBound) <= Int(last.upperBound) + 1 {
+                out[out.count - 1] = last.lowerBound...max(last.upperBound, r.upperBound)
+            } else {
+                out.append(r)
+            }
+        }
+        return out
     }
 
     deinit { remove() }
 
     /// The nft script of a guard (pure, for tests and docs).
     public static func ruleset(table: String, ports: [UInt16], mark: UInt32) -> String {
-        let set = ports.map(String.init).joined(separator: ", ")
+        ruleset(table: table, ranges: merged(ports.map { $0...$0 }), mark: mark)
+    }
+
+    public static func ruleset(table: String, ranges: [ClosedRange<UInt16>], mark: UInt32) -> String {
+        let set = ranges.map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound)" }.joined(separator: ", ")
         return """
             table inet \(table) {
                 chain output {

@@ -7,15 +7,23 @@ import Lab
 /// The kernel-RST guard: what it drops, what it lets through, and that it never outlives its run.
 final class RSTGuardTests: XCTestCase {
     func testRulesetDropsOnlyUnmarkedRSTsOfTheGivenPorts() {
-        let text = RSTGuard.ruleset(table: "mptracebox_guard_42", ports: [4000, 4001], mark: 0x4d54)
+        let text = RSTGuard.ruleset(table: "mptracebox_guard_42", ports: [4005, 4000, 4001], mark: 0x4d54)
         XCTAssertTrue(text.contains("table inet mptracebox_guard_42"))
         XCTAssertTrue(text.contains("type filter hook output"))
         // Marked packets are accepted before the drop rule sees them.
         let accept = text.range(of: "meta mark 0x4d54 accept")
-        let drop = text.range(of: "tcp sport { 4000, 4001 } tcp flags rst drop")
+        let drop = text.range(of: "tcp sport { 4000-4001, 4005 } tcp flags rst drop")
         XCTAssertNotNil(accept)
         XCTAssertNotNil(drop)
         if let a = accept, let d = drop { XCTAssertLessThan(a.lowerBound, d.lowerBound) }
+    }
+
+    /// A scan guards one range per port block: overlapping and adjacent ranges are joined, since
+    /// nft refuses overlapping elements of a set.
+    func testRangesAreSortedAndJoined() {
+        XCTAssertEqual(RSTGuard.merged([10...12, 1...3, 4...4, 11...20, 30...30]), [1...4, 10...20, 30...30])
+        XCTAssertEqual(RSTGuard.merged([]), [])
+        XCTAssertEqual(RSTGuard.merged([65535...65535, 0...65535]), [0...65535])
     }
 
     /// Without the guard the client kernel resets the crafted connection (a RST leaves the client
