@@ -48,7 +48,7 @@ let package = Package(
         // The I/O edge: raw injection (libnet), capture and pcap files (libpcap), privileges.
         .target(name: "NetIO", dependencies: ["CPcap", "CLibnet", "Wire", "PacketIO"]),
         // Scans of target lists: parsing, sharding, pacing, many traces on one capture, SQLite history.
-        .target(name: "Scan", dependencies: ["Wire", "Probe", "Trace", "PacketIO", "Report", "CSQLite"]),
+        .target(name: "Scan", dependencies: ["Wire", "Probe", "Trace", "Session", "PacketIO", "Report", "CSQLite"]),
         // The network-namespace testbed: routers, middleboxes, servers.
         .target(name: "Lab", dependencies: ["Wire", "CNetfilterQueue", .product(name: "Yams", package: "Yams")]),
 
@@ -73,7 +73,7 @@ let package = Package(
         .testTarget(name: "OracleTests",
                     dependencies: ["Wire", "MPTCPCrypto", "NetIO", "Lab", "TestSupport"]),
         .testTarget(name: "SessionTests",
-                    dependencies: ["Session", "Wire", "MPTCPCrypto", "PacketIO", "NetIO", "Lab", "Report", "TestSupport"]),
+                    dependencies: ["Session", "Scan", "Wire", "MPTCPCrypto", "PacketIO", "NetIO", "Lab", "Report", "TestSupport"]),
         .testTarget(name: "ScanTests", dependencies: ["Scan", "Trace", "Wire", "PacketIO", "Report", "TestSupport"]),
         .testTarget(name: "LabTests", dependencies: ["Lab", "Wire", "NetIO", "TestSupport"]),
     ]

@@ -24,6 +24,12 @@ public protocol ScanTask: AnyObject {
     var document: JSON? { get }
     /// The verdict and findings once finished.
     var summary: CheckSummary? { get }
+    /// The scan abandons the task unfinished (it stops): release what it holds.
+    func cancel()
+}
+
+extension ScanTask {
+    public func cancel() {}
 }
 
 /// A kind of measurement run per target (`--checks`): makes one task per target.
@@ -74,14 +80,8 @@ public enum CheckName: String, CaseIterable, Sendable {
         return out
     }
 
-    /// Checks whose engine is not in this build yet.
-    public var unavailableReason: String? {
-        switch self {
-        case .trace: return nil
-        case .connect, .join, .addAddr:
-            return "the '\(rawValue)' check needs the session engine, which is not available in this build; use --checks trace"
-        }
-    }
+    /// Whether the check runs a crafted session (`join` and `add-addr` are steps of the session).
+    public var isSession: Bool { self != .trace }
 }
 
 extension String {

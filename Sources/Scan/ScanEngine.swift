@@ -163,6 +163,18 @@ public final class ScanEngine {
         bucket = TokenBucket(rate: options.rate, now: network.now())
     }
 
+    /// Every local port range the tasks of check `index` may use (for a firewall rule scoped to
+    /// them, like the kernel-RST guard of session checks): one range per port block.
+    public func portRanges(ofCheck index: Int) -> [ClosedRange<UInt16>] {
+        let offset = checks[..<index].reduce(0) { $0 + $1.portsPerTarget }
+        let count = checks[index].portsPerTarget
+        let ports = Int(options.localPorts.upperBound) - Int(options.localPorts.lowerBound) + 1
+        return (0..<(ports / blockSize)).map { b in
+            let low = Int(options.localPorts.lowerBound) + b * blockSize + offset
+            return UInt16(low)...UInt16(low + count - 1)
+        }
+    }
+
     /// Runs until `source` is exhausted and every target is done, or `shouldStop` says so (then
     /// targets in flight are abandoned, to be probed again on resume). `complete` gets each
     /// target's outcome as soon as its checks are done.
@@ -170,6 +182,8 @@ public final class ScanEngine {
                     complete: (ScanOutcome) throws -> Void) throws {
         var exhausted = false
         bucket = TokenBucket(rate: options.rate, now: network.now())
+        // Targets still in flight when the run stops are abandoned (probed again on resume).
+        defer { abandonInFlight() }
         while true {
             if shouldStop() { return }
             var now = network.now()
@@ -198,8 +212,11 @@ public final class ScanEngine {
                 blockedHead = 0
             }
 
-            // Drive every task whose time has come.
-            while let top = heap.peek(), top.time <= now {
+            // Drive the tasks whose time has come, for a few milliseconds at most: then the
+            // capture is drained, so a reply that came before its deadline is routed before the
+            // timer that would declare it lost.
+            let driveUntil = now + 0.002
+            while let top = heap.peek(), top.time <= now, now < driveUntil {
                 heap.pop()
                 guard let slot = slots[top.slot], slot.generation == top.generation else { continue }
                 try drive(top.slot, now: now, complete: complete)
@@ -221,7 +238,9 @@ public final class ScanEngine {
                     taken += 1
                     guard taken < 512 else { break }
                     let t = network.now()
-                    if heap.peek().map({ $0.time <= t }) == true, taken % 16 == 0 { break }
+                    // Routed packets wake their tasks at time 0: those wait for the drain to
+                    // end. Only a timer that is late (a timeout, a retry, a send) cuts it short.
+                    if taken % 16 == 0, let top = heap.peek(), top.time > 0, top.time <= t - 0.002 { break }
                     packet = try network.receive(until: t + 0.00001)
                 }
             } catch { throw ScanError.network("\(error)") }
@@ -251,6 +270,12 @@ public final class ScanEngine {
             port &+= UInt16(check.portsPerTarget)
         }
         if job.remaining == 0 { try finish(job, now: now, complete: complete) }
+    }
+
+    func abandonInFlight() {
+        for slot in slots.values { slot.task.cancel() }
+        slots.removeAll()
+        routes.removeAll()
     }
 
     /// Steps one task until it waits, is blocked by the rate, or finishes.

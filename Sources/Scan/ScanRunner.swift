@@ -69,7 +69,7 @@ public final class ScanRunner {
     }
 
     let settings: Settings
-    let engine: ScanEngine
+    public let engine: ScanEngine
     let feed: TargetFeed
     let store: ScanStore?
     let output: JSONLinesWriter?

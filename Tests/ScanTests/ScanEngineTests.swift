@@ -98,11 +98,14 @@ final class ScanEngineTests: XCTestCase {
                                         options: ScanEngine.Options(rate: 10, concurrency: 5, localPorts: 61000...61009)))
     }
 
-    func testUnavailableChecksAreNamed() throws {
+    func testCheckListsAreParsedAndSessionChecksKnown() throws {
         XCTAssertEqual(try CheckName.parseList("trace,connect"), [.trace, .connect])
-        XCTAssertNotNil(CheckName.connect.unavailableReason)
-        XCTAssertNil(CheckName.trace.unavailableReason)
+        XCTAssertEqual(try CheckName.parseList(" join ,trace,join"), [.join, .trace])
+        XCTAssertTrue(CheckName.connect.isSession)
+        XCTAssertTrue(CheckName.addAddr.isSession)
+        XCTAssertFalse(CheckName.trace.isSession)
         XCTAssertThrowsError(try CheckName.parseList("trace,bogus"))
+        XCTAssertThrowsError(try CheckName.parseList(""))
     }
 
     func testWakeHeapOrdersByTimeThenInsertion() {

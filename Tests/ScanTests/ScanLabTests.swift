@@ -4,8 +4,8 @@ import TestSupport
 @testable import Scan
 
 /// A namespace lab for scans: client — r1 — r2 — server, the server answering on the AnyIP
-/// range 198.18.128.0/20 (a local route) with a kernel MPTCP listener on port 80 and a plain TCP
-/// one on 81. Middleboxes match destination subnets, so one path holds every kind of target:
+/// range 198.18.128.0/20 (a local route) with a kernel MPTCP echo server on port 80 and a plain
+/// TCP one on 81. Middleboxes match destination subnets, so one path holds every kind of target:
 ///   198.18.128.x:80 MPTCP        198.18.128.x:81 plain TCP server
 ///   198.18.129.x    r1 (forward) overwrites MP_CAPABLE in SYNs with NOPs
 ///   198.18.130.x    r1 drops SYNs carrying MP_CAPABLE (option blackhole)
@@ -16,6 +16,9 @@ import TestSupport
 /// Names ending in .scan.test that are not in the hosts file fail at once (the namespace's
 /// resolver points at its own loopback, where nothing listens).
 struct LabError: Error { var message: String }
+
+/// The name prefix of the kernel-RST guard's nftables tables (NetIO's RSTGuard.tablePrefix).
+enum RSTGuardName { static let prefix = "mptracebox_guard_" }
 
 final class ScanLab {
     static let stalePrefix = "mtbscan-"
@@ -94,12 +97,22 @@ final class ScanLab {
         let script = dir + "/server.py"
         try """
             import socket, threading
+            def echo(c):
+                try:
+                    c.settimeout(10)
+                    while True:
+                        b = c.recv(65536)
+                        if not b: break
+                        c.sendall(b)
+                except OSError: pass
+                c.close()
             def serve(port, proto):
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, proto)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind(("0.0.0.0", port)); s.listen(4096)
                 while True:
-                    c, _ = s.accept(); c.close()
+                    c, _ = s.accept()
+                    threading.Thread(target=echo, args=(c,), daemon=True).start()
             threading.Thread(target=serve, args=(80, 262), daemon=True).start()
             threading.Thread(target=serve, args=(81, 0), daemon=True).start()
             threading.Event().wait()
@@ -229,14 +242,19 @@ final class ScanLabTests: XCTestCase {
     static let fast = ["--rate", "4000", "--concurrency", "400", "--timeout", "0.5", "--retries", "0", "--max-ttl", "5",
                        "--max-expand", "4096", "--resolver-timeout", "3", "--quiet"]
 
-    struct Line { var target: String; var port: Int; var status: String; var verdict: String?; var run: Int }
+    struct Line {
+        var target: String; var port: Int; var status: String; var verdict: String?; var run: Int
+        var findings: [String] = []
+        var checks: [String: [String: Any]] = [:]
+    }
 
     func readJSONL(_ path: String) throws -> [Line] {
         try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { l in
             let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any], "not JSON: \(l)")
             XCTAssertEqual(o["schema"] as? String, "mptracebox.scan/1")
             return Line(target: o["target"] as? String ?? "", port: o["port"] as? Int ?? 0, status: o["status"] as? String ?? "",
-                        verdict: o["verdict"] as? String, run: o["run"] as? Int ?? 0)
+                        verdict: o["verdict"] as? String, run: o["run"] as? Int ?? 0, findings: o["findings"] as? [String] ?? [],
+                        checks: o["checks"] as? [String: [String: Any]] ?? [:])
         }
     }
 
@@ -244,6 +262,7 @@ final class ScanLabTests: XCTestCase {
         let lab = try XCTUnwrap(Self.lab)
         let (list, keys) = try writeList()
         let synBefore = try lab.serverCounter("MPTcpExtMPCapableSYNRX")
+        let ackBefore = try lab.serverCounter("MPTcpExtMPCapableACKRX")
         let start = Date()
         let r = try scan([list, "--db", work + "/scan.db", "--output", work + "/out.jsonl", "--summary-json"] + Self.fast.filter { $0 != "--quiet" })
         let seconds = Date().timeIntervalSince(start)
@@ -266,6 +285,12 @@ final class ScanLabTests: XCTestCase {
             XCTAssertTrue(seen.insert(key).inserted, "recorded twice: \(key)")
             let got = l.status == "ok" ? (l.verdict ?? "-") : l.status
             if got != Self.expected(l.target, l.port) { wrong.append("\(key): \(got), expected \(Self.expected(l.target, l.port))") }
+            // The default checks: a trace and a crafted session per target; the record's verdict is the session's.
+            if l.status == "ok" {
+                XCTAssertEqual(l.checks["trace"]?["schema"] as? String, "mptracebox.trace/1", key)
+                XCTAssertEqual(l.checks["connect"]?["schema"] as? String, "mptracebox.session/1", key)
+                XCTAssertEqual(l.checks["connect"]?["verdict"] as? String, l.verdict, key)
+            }
         }
         XCTAssertEqual(seen, keys)
         XCTAssertEqual(wrong, [], "\(wrong.count) wrong verdicts")
@@ -287,7 +312,72 @@ final class ScanLabTests: XCTestCase {
         // least one each; TTLs past the server's distance send more).
         let synAfter = try lab.serverCounter("MPTcpExtMPCapableSYNRX")
         XCTAssertGreaterThanOrEqual(synAfter - synBefore, 290)
+        // And every MPTCP target's session completed its handshake there (the third ACK's keys arrived).
+        XCTAssertEqual(try lab.serverCounter("MPTcpExtMPCapableACKRX") - ackBefore, 290)
+        XCTAssertFalse(try lab.sh("c", ["nft", "list", "tables"]).contains(RSTGuardName.prefix), "the scan's RST guard outlived it")
         XCTAssertLessThan(seconds, 60, "the 1,000-target scan took \(seconds) s")
+    }
+
+    /// Sessions with MP_JOIN and ADD_ADDR in a scan, confirmed one by one by the server's kernel.
+    func testSessionChecksWithJoinAndAddAddrAreConfirmedByTheServersCounters() throws {
+        let lab = try XCTUnwrap(Self.lab)
+        var lines: [String] = []
+        for i in 1...60 { lines.append("198.18.128.\(i + 100)") }
+        for i in 1...20 { lines.append("198.18.128.\(i + 100):81") }
+        for i in 1...20 { lines.append("198.18.129.\(i + 100)") }
+        for i in 1...10 { lines.append("198.18.130.\(i + 100)") }
+        let list = work + "/sessions.txt"
+        try lines.joined(separator: "\n").write(toFile: list, atomically: true, encoding: .utf8)
+        let counters = ["MPTcpExtMPCapableACKRX", "MPTcpExtMPJoinSynRx", "MPTcpExtMPJoinAckRx", "MPTcpExtAddAddr", "MPTcpExtDataCsumErr"]
+        let before = try counters.map(lab.serverCounter)
+        let r = try scan([list, "--checks", "connect,join,add-addr", "--echo", "--db", work + "/sessions.db", "--output", work + "/sessions.jsonl",
+                          "--rate", "2000", "--concurrency", "50", "--timeout", "0.5", "--retries", "1", "--max-ttl", "5", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let delta = Dictionary(uniqueKeysWithValues: zip(counters, try zip(counters.map(lab.serverCounter), before).map { $0 - $1 }))
+        var wrong: [String] = []
+        for l in try readJSONL(work + "/sessions.jsonl") {
+            let key = "\(l.target) \(l.port)"
+            XCTAssertEqual(l.checks.keys.sorted(), ["connect"], key)
+            if l.verdict != Self.expected(l.target, l.port) { wrong.append("\(key): \(l.verdict ?? l.status)") }
+            if l.verdict == "mptcp" {
+                XCTAssertEqual(l.findings, ["join.ok", "add-addr.ok"], key)
+                XCTAssertEqual(l.checks["connect"]?["payload"] as? String, "intact", "\(key): the echo differs from what was sent")
+            }
+        }
+        XCTAssertEqual(wrong, [])
+        // The server's own view: 60 sessions, 60 joins, 60 ADD_ADDRs, no checksum error.
+        XCTAssertEqual(delta["MPTcpExtMPCapableACKRX"], 60, "\(delta)")
+        XCTAssertEqual(delta["MPTcpExtMPJoinAckRx"], 60, "\(delta)")
+        XCTAssertEqual(delta["MPTcpExtAddAddr"], 60, "\(delta)")
+        XCTAssertEqual(delta["MPTcpExtDataCsumErr"], 0, "\(delta)")
+        // The stripping router is located by the sessions' own TTL-limited SYNs: r2 (198.18.1.2) quotes the SYN without it.
+        let report = try ScanRunReport.load(try ScanStore(path: work + "/sessions.db"), run: 1)
+        XCTAssertTrue(report.hops.contains { $0.finding == "fallback.syn-stripped" && $0.address == "198.18.1.2" && $0.targets == 20 }, "\(report.hops)")
+        XCTAssertFalse(try lab.sh("c", ["nft", "list", "tables"]).contains(RSTGuardName.prefix), "the scan's RST guard outlived it")
+    }
+
+    /// A scan repeated within a minute reuses its four-tuples while the server still holds the
+    /// previous connections in TIME_WAIT (it closes first). The sessions' clock-driven ISSs get
+    /// their SYNs accepted there; random ones left about half of them unanswered, which read as
+    /// `fallback.syn-dropped`.
+    func testARepeatedScanIsNotMistakenForSYNDropping() throws {
+        let lab = try XCTUnwrap(Self.lab)
+        let list = work + "/repeat.txt"
+        try (1...40).map { "198.18.128.\($0 + 200)" }.joined(separator: "\n").write(toFile: list, atomically: true, encoding: .utf8)
+        for round in 1...2 {
+            let out = work + "/repeat\(round).jsonl"
+            let r = try scan([list, "--checks", "connect", "--output", out, "--rate", "2000", "--concurrency", "40", "--timeout", "0.5",
+                              "--retries", "0", "--quiet"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let lines = try readJSONL(out)
+            XCTAssertEqual(lines.count, 40)
+            XCTAssertEqual(lines.filter { $0.verdict != "mptcp" }.map { "\($0.target): \($0.verdict ?? $0.status)" }, [], "round \(round)")
+            if round == 1 {
+                // The condition under test: the server holds this round's connections in TIME_WAIT.
+                let tw = try lab.sh("s", ["ss", "-tan", "state", "time-wait", "src", "198.18.128.201"])
+                XCTAssertTrue(tw.contains("198.18.0.1:"), "no TIME_WAIT on the server: the repeat proves nothing\n\(tw)")
+            }
+        }
     }
 
     func testAScanKilledWithSIGKILLResumesWithNothingLostOrTwice() throws {
@@ -337,6 +427,8 @@ final class ScanLabTests: XCTestCase {
             XCTAssertEqual(got, Self.expected(l.target, l.port), "\(l.target) \(l.port)")
         }
         XCTAssertEqual(seen, keys)
+        // The killed scan's RST guard was swept by the resume, which removed its own.
+        XCTAssertFalse(try lab.sh("c", ["nft", "list", "tables"]).contains(RSTGuardName.prefix), "an RST guard outlived its scan")
         // A second resume has nothing to do.
         let again = try scan([list, "--db", db, "--output", out, "--resume"] + Self.fast)
         XCTAssertEqual(again.status, 64, "run 1 is finished")
@@ -350,7 +442,7 @@ final class ScanLabTests: XCTestCase {
         var owner: [String: Int] = [:]
         for i in 1...3 {
             let r = try scan([list, "--db", db, "--output", work + "/shard\(i).jsonl", "--shard", "\(i)/3", "--seed", "7",
-                              "--no-blackhole-check"] + Self.fast)
+                              "--checks", "trace", "--no-blackhole-check"] + Self.fast)
             XCTAssertTrue([0, 3].contains(r.status), r.stderr)
             let lines = try readJSONL(work + "/shard\(i).jsonl")
             XCTAssertGreaterThan(lines.count, 250)

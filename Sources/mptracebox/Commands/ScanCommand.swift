@@ -3,6 +3,7 @@ import Foundation
 import Wire
 import Probe
 import Trace
+import Session
 import NetIO
 import Report
 import Scan
@@ -63,8 +64,8 @@ struct ScanRunCommand: ParsableCommand {
     @Option(name: .long, help: "Port for lines without one.")
     var dport: UInt16 = 80
 
-    @Option(name: .long, help: "Checks per target: trace,connect,join,add-addr (connect and later need the session engine).")
-    var checks: String = "trace"
+    @Option(name: .long, help: "Checks per target: trace (hop-by-hop probe), connect (a crafted MPTCP session), join and add-addr (the session also opens an MP_JOIN subflow / sends an ADD_ADDR).")
+    var checks: String = "trace,connect"
 
     @Option(name: [.short, .long], help: "The probe of the trace check (probe language; default: the MPTCP v1 SYN).")
     var probe: String?
@@ -76,6 +77,17 @@ struct ScanRunCommand: ParsableCommand {
     var proxyCheck = true
     @Flag(name: .long, inversion: .prefixedNo, help: "When a trace stalls, re-run without the suspect option.")
     var blackholeCheck = true
+
+    @Option(name: .long, help: "Sessions: MPTCP version 1, 0, or auto (v1, then v0 when a v1 SYN gets a plain SYN/ACK).")
+    var mptcpVersion: String = "1"
+    @Flag(name: .long, inversion: .prefixedNo, help: "Sessions: ask for DSS checksums (flag A).")
+    var checksum = true
+    @Option(name: .long, help: "Sessions: bytes of data to send.")
+    var size: Int = 2400
+    @Flag(name: .long, help: "Sessions: send an HTTP GET for / instead of data (for web servers).")
+    var http = false
+    @Flag(name: .long, help: "Sessions: expect the server to echo the data (the lab's servers do).")
+    var echo = false
 
     @Option(name: .long, help: "Packets per second, all targets together.")
     var rate: Double = 100
@@ -140,13 +152,37 @@ struct ScanRunCommand: ParsableCommand {
         if lists.contains("-") && (strict || (Shard(shard ?? "1/1")?.count ?? 1) > 1) {
             throw ValidationError("--strict and --shard read the list twice: give list files, not stdin")
         }
-        for c in try CheckName.parseList(checks) {
-            if let why = c.unavailableReason { throw ValidationError(why) }
+        let names = try CheckName.parseList(checks)
+        if names.contains(where: \.isSession) {
+            guard VersionChoice(rawValue: mptcpVersion) != nil else { throw ValidationError("--mptcp-version must be 0, 1 or auto") }
+            guard (0...1_000_000).contains(size) else { throw ValidationError("--size must be 0 to 1000000 bytes") }
+            if http && echo { throw ValidationError("--http and --echo exclude each other (web servers do not echo)") }
+            // Each session in flight is a coroutine with a stack of its own.
+            guard concurrency <= 4096 else { throw ValidationError("--concurrency above 4096 is not supported with session checks (connect, join, add-addr)") }
         }
         if let p = probe {
             do { _ = try ProbeExpression(parsing: p) } catch let e as ProbeError {
                 throw ValidationError("probe: \(e.description)\n  \(p)\n  \(String(repeating: " ", count: max(0, e.column - 1)))^")
             }
+        }
+    }
+
+    /// The session check with the scan's options; `join` and `add-addr` turn on those steps.
+    func sessionCheck(join: Bool, addAddress: Bool) -> SessionCheck {
+        let unspecified = IPAddress.v4(IPv4Address(rawValue: 0))
+        var c = SessionConfiguration(target: unspecified, source: unspecified, sourcePort: 1, destinationPort: dport)
+        c.version = VersionChoice(rawValue: mptcpVersion) ?? .v1
+        c.checksum = checksum
+        c.payload = SessionConfiguration.defaultPayload(size)
+        c.expectEcho = echo
+        c.join = join
+        c.addAddress = addAddress
+        c.timeout = timeout
+        c.retries = retries
+        guard http else { return SessionCheck(template: c) }
+        return SessionCheck(template: c) { address in
+            let host = address.isV4 ? "\(address)" : "[\(address)]"
+            return Array("GET / HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\nUser-Agent: mptracebox/\(MPTraceBox.version)\r\n\r\n".utf8)
         }
     }
 
@@ -166,6 +202,8 @@ struct ScanRunCommand: ParsableCommand {
             ("probe", .string(probe ?? ProbeExpression.defaultText)), ("min_ttl", .number(minTTL)), ("max_ttl", .number(maxTTL)),
             ("shard", .string(shard ?? "1/1")), ("seed", .string(String(seed))), ("max_expand", .string(String(maxExpand))),
             ("blocklist", blocklist.map { .string($0) } ?? .null),
+            ("mptcp_version", .string(mptcpVersion)), ("checksum", .bool(checksum)), ("size", .number(size)),
+            ("http", .bool(http)), ("echo", .bool(echo)),
             ("timeout", .double(timeout)), ("retries", .number(retries)), ("rate", .double(rate)), ("concurrency", .number(concurrency)),
         ])
     }
@@ -264,12 +302,15 @@ struct ScanRunCommand: ParsableCommand {
         template.rate = max(rate, 100)
         template.checkProxy = proxyCheck
         template.checkBlackhole = blackholeCheck
-        let checkList: [ScanCheck] = checkNames.map { _ in TraceCheck(template: template) }
+        var checkList: [ScanCheck] = []
+        if checkNames.contains(.trace) { checkList.append(TraceCheck(template: template)) }
+        if checkNames.contains(where: \.isSession) { checkList.append(sessionCheck(join: checkNames.contains(.join), addAddress: checkNames.contains(.addAddr))) }
+        let sessions = checkList.count > 1 || checkList.first is SessionCheck
         let ports = try portRange()
-        // A short snap length (probes and their quotes fit) and a large ring: bursts of replies
-        // must not overflow the capture.
-        let network = try LiveNetwork(options: LiveNetwork.Options(filter: Self.captureFilter(ports), interface: interface,
-                                                                   snapLength: 2048, bufferSize: 32 << 20))
+        // A short snap length (probes, quotes and session segments fit) and a large ring: bursts
+        // of replies must not overflow the capture. Injected packets carry the RST guard's mark.
+        let network = try LiveNetwork(options: LiveNetwork.Options(filter: Self.captureFilter(ports), mark: sessions ? RSTGuard.mark : nil,
+                                                                   interface: interface, snapLength: 2048, bufferSize: 32 << 20))
         defer { network.close() }
 
         let fam = family
@@ -281,6 +322,13 @@ struct ScanRunCommand: ParsableCommand {
         let runner = try ScanRunner(settings: runnerSettings, network: network, checks: checkList, feed: feed, store: store,
                                     output: writer, runID: current, sourceAddress: { try Resolver.sourceAddress(toward: $0) },
                                     log: { printError($0) })
+        // Sessions: the local kernel must not reset the crafted connections. Only the sessions'
+        // ports are guarded; the trace check's SYN/ACKs are still reset by the kernel, as they should be.
+        var guardTable: RSTGuard?
+        if let i = checkList.firstIndex(where: { $0 is SessionCheck }) {
+            guardTable = try RSTGuard(portRanges: runner.engine.portRanges(ofCheck: i))
+        }
+        defer { guardTable?.remove() }
 
         signal(SIGINT) { _ in scanStopRequested = 1 }
         signal(SIGTERM) { _ in scanStopRequested = 1 }
