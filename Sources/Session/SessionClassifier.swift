@@ -186,9 +186,12 @@ public enum SessionClassifier {
                 e.append(ev(probe, r, "the server's ACK arrives with a run of \(f.ackProbeReplyNOPRun) NOPs where its DSS was: its MPTCP options are stripped on the way back"))
             }
         }
-        if let n = f.serverDataWithoutMapping {
+        // Server data without a mapping but with a NOP run (or other MPTCP options) in its place was
+        // stripped on the way; a wholly plain segment is what a server sends after its own fallback.
+        let options = f.serverDataWithoutMapping.flatMap { r.packets[$0].packet.tcp?.header.options }
+        if let n = f.serverDataWithoutMapping, let o = options, o.longestNOPRun >= 4 || !o.mptcp.isEmpty {
             toClient = true
-            let nops = r.packets[n].packet.tcp?.header.options.longestNOPRun ?? 0
+            let nops = o.longestNOPRun
             e.append(ev(n, r, "the server's data arrives without a DSS mapping" + (nops >= 4 ? " (a run of \(nops) NOPs in its place)" : "")
                            + " although its segments carried DSS before: we fell back to TCP (RFC 8684 §3.7)"))
         } else if let n = f.serverNOPRun, n != probe, r.packets[n].packet.tcp?.payload.isEmpty == false {

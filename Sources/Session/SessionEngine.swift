@@ -732,6 +732,8 @@ public final class SessionEngine {
         }
         guard sf.synAcked else { return }
         var needAck = false
+        // MPTCP as it stood when this segment arrived (its own ACK part may end it below).
+        let wasMPTCP = mptcp
 
         if h.flags.contains(.ack), seqGT(h.acknowledgmentNumber, sf.sndUna), seqLE(h.acknowledgmentNumber, sf.sndNxt) {
             sf.sndUna = h.acknowledgmentNumber
@@ -809,7 +811,7 @@ public final class SessionEngine {
             }
             // New data that no mapping covers, from a server whose DSS we saw: on the only subflow,
             // RFC 8684 §3.7 says fall back to TCP (the data stream is the subflow's bytes).
-            if mptcp, !hasDSS, sf.kind == .initial, sf.infiniteFrom == nil, record.facts.firstServerDSS != nil,
+            if wasMPTCP, !hasDSS, sf.kind == .initial, sf.infiniteFrom == nil, record.facts.firstServerDSS != nil,
                seqGE(seq, sf.rcvNxt), !sf.mapped(relative: seq &- sf.irs) {
                 record.facts.serverDataWithoutMapping = record.facts.serverDataWithoutMapping ?? i
                 if subflows.filter({ $0.established && !$0.reset }).count == 1 { mptcp = false }
