@@ -25,6 +25,16 @@ public enum Hook: String, Sendable, Hashable, Codable {
     case forward = "fwd"
 }
 
+/// Which way a directed behaviour (`@toserver`, `@toclient`) acts: the hop's interface the
+/// packets come in on (`left` faces the client, `right` the server).
+public enum TrafficDirection: String, Sendable, Hashable, Codable, CaseIterable {
+    case toServer = "toserver"
+    case toClient = "toclient"
+
+    /// The hop interface such packets arrive on.
+    public var inputInterface: String { self == .toServer ? "left" : "right" }
+}
+
 /// ECN codepoint written by an `ecn:` middlebox.
 public enum ECNAction: String, Sendable, Hashable, Codable, CaseIterable {
     case clear, ect0, ect1, ce
@@ -141,9 +151,20 @@ public enum HopBehaviour: Sendable, Hashable {
     case duplicate(percent: Double)
     case reorder(percent: Double)
 
+    /// An option behaviour (strip, remove, drop, eol) acting in one direction only.
+    indirect case directed(HopBehaviour, TrafficDirection)
+
+    /// The behaviour without its direction, and the direction (nil: both ways).
+    public var undirected: (behaviour: HopBehaviour, direction: TrafficDirection?) {
+        if case .directed(let b, let d) = self { return (b, d) }
+        return (self, nil)
+    }
+
     /// True when the behaviour needs the userspace NFQUEUE element (`mptracebox lab _element`).
     public var isElement: Bool {
         switch self {
+        case .directed(let b, _):
+            return b.isElement
         case .rfc792Quotes, .replaceWithEOL, .remove, .randomiseSequence, .payloadRewrite, .split, .coalesce,
              .echoMPCapable, .delay, .loss, .duplicate, .reorder:
             return true
@@ -160,6 +181,9 @@ public enum HopBehaviour: Sendable, Hashable {
     /// segment class and hook spelt out so that no default can differ between the two parsers.
     public var elementArgument: String {
         switch self {
+        case .directed(let b, _):
+            // The direction is enforced by the queue rules (`-i left|right`), not the element.
+            return b.elementArgument
         case .strip(let sel, let cls, let hook), .replaceWithEOL(let sel, let cls, let hook), .remove(let sel, let cls, let hook):
             let name: String
             switch self {
@@ -204,6 +228,7 @@ extension HopBehaviour: CustomStringConvertible {
         case .loss(let p): return "loss:\(Self.format(p))"
         case .duplicate(let p): return "dup:\(Self.format(p))"
         case .reorder(let p): return "reorder:\(Self.format(p))"
+        case .directed(let b, let d): return "\(b)@\(d.rawValue)"
         }
     }
 
@@ -215,8 +240,8 @@ extension HopBehaviour: CustomStringConvertible {
 extension HopBehaviour {
     /// Every behaviour name, for help texts and error messages.
     public static let names = [
-        "router", "silent", "ratelimit[:MS]", "rfc792", "strip:KIND[/SUB][@CLASS][@pre]",
-        "drop:KIND[/SUB][@CLASS][@pre]", "remove:KIND[/SUB][@CLASS][@pre]", "eol:KIND[@CLASS][@pre]", "mss:N", "mss:clamp[:N]",
+        "router", "silent", "ratelimit[:MS]", "rfc792", "strip:KIND[/SUB][@CLASS][@pre][@DIR]",
+        "drop:KIND[/SUB][@CLASS][@pre][@DIR]", "remove:KIND[/SUB][@CLASS][@pre][@DIR]", "eol:KIND[@CLASS][@pre][@DIR]", "mss:N", "mss:clamp[:N]",
         "dscp:N", "ecn:clear|ect0|ect1|ce", "ttl:N", "nat", "synproxy", "proxy", "seqrand",
         "payload:FIND=REPLACE", "split:N", "coalesce", "echo-mpc", "delay:MS", "loss:P", "dup:P",
         "reorder:P",
@@ -229,6 +254,7 @@ extension HopBehaviour {
         let head = pieces.removeFirst()
         var cls: SegmentClass?
         var hook = Hook.forward
+        var direction: TrafficDirection?
         for q in pieces {
             if let c = SegmentClass(rawValue: q.lowercased()) {
                 guard cls == nil else { throw LabSpecError.badBehaviour(text, "two segment classes given") }
@@ -237,8 +263,11 @@ extension HopBehaviour {
                 hook = .prerouting
             } else if q.lowercased() == "fwd" || q.lowercased() == "forward" {
                 hook = .forward
+            } else if let d = TrafficDirection(rawValue: q.lowercased()) {
+                guard direction == nil else { throw LabSpecError.badBehaviour(text, "two directions given") }
+                direction = d
             } else {
-                throw LabSpecError.badBehaviour(text, "unknown qualifier '@\(q)' (use @syn, @synack, @nonsyn, @data, @all, @pre)")
+                throw LabSpecError.badBehaviour(text, "unknown qualifier '@\(q)' (use @syn, @synack, @nonsyn, @data, @all, @pre, @toserver, @toclient)")
             }
         }
         let colon = head.firstIndex(of: ":")
@@ -251,6 +280,14 @@ extension HopBehaviour {
         }
         func noArg() throws {
             guard arg == nil else { throw LabSpecError.badBehaviour(text, "'\(name)' takes no argument") }
+        }
+        if let direction {
+            guard ["strip", "drop", "remove", "eol"].contains(name) else {
+                throw LabSpecError.badBehaviour(text, "@\(direction.rawValue) applies to strip, drop, remove and eol only")
+            }
+            let inner = try HopBehaviour(parsing: ([head] + pieces.filter { TrafficDirection(rawValue: $0.lowercased()) == nil }).joined(separator: "@"))
+            self = .directed(inner, direction)
+            return
         }
         func noQualifiers() throws {
             guard pieces.isEmpty else { throw LabSpecError.badBehaviour(text, "'\(name)' takes no @ qualifier") }

@@ -85,13 +85,18 @@ public struct ServerSpec: Sendable, Hashable, CustomStringConvertible {
     public var checksum: Bool
     /// Announce an extra server address with ADD_ADDR (`ip mptcp endpoint ... signal`).
     public var addAddr: Bool
+    /// Ignore MPTCP v1 like a v0-only stack: an nft rule in the server namespace (prerouting,
+    /// after every capture point of the path) overwrites MP_CAPABLE version 1 in SYNs to this
+    /// port with NOPs. The kernel (v1 only) ignores v0 SYNs by itself.
+    public var ignoreV1: Bool
 
-    public init(kind: ServerKind, port: UInt16 = 80, echo: Bool = true, checksum: Bool = false, addAddr: Bool = false) {
+    public init(kind: ServerKind, port: UInt16 = 80, echo: Bool = true, checksum: Bool = false, addAddr: Bool = false, ignoreV1: Bool = false) {
         self.kind = kind
         self.port = port
         self.echo = echo
         self.checksum = checksum
         self.addAddr = addAddr
+        self.ignoreV1 = ignoreV1
     }
 
     public init(parsing text: String) throws {
@@ -111,12 +116,13 @@ public struct ServerSpec: Sendable, Hashable, CustomStringConvertible {
             case "csum", "checksum": checksum = true
             case "addaddr": addAddr = true
             case "noecho": echo = false
+            case "ignorev1": ignoreV1 = true
             default:
-                throw LabSpecError.badServer(text, "unknown option '\(opt)' (csum, addaddr, noecho)")
+                throw LabSpecError.badServer(text, "unknown option '\(opt)' (csum, addaddr, noecho, ignorev1)")
             }
         }
-        if kind != .mptcp && (checksum || addAddr) {
-            throw LabSpecError.badServer(text, "csum and addaddr need an mptcp server")
+        if kind != .mptcp && (checksum || addAddr || ignoreV1) {
+            throw LabSpecError.badServer(text, "csum, addaddr and ignorev1 need an mptcp server")
         }
     }
 
@@ -125,6 +131,7 @@ public struct ServerSpec: Sendable, Hashable, CustomStringConvertible {
         if checksum { s += ",csum" }
         if addAddr { s += ",addaddr" }
         if !echo { s += ",noecho" }
+        if ignoreV1 { s += ",ignorev1" }
         return s
     }
 }

@@ -127,6 +127,21 @@ public enum NodePlanner {
                 ]
             }
         }
+        let ignoring = spec.servers.filter(\.ignoreV1).map(\.port)
+        if !ignoring.isEmpty {
+            // A v0-only peer: MP_CAPABLE version 1 (low nibble of the option's third byte) in
+            // SYNs to these ports is overwritten with NOPs before the kernel sees it.
+            let ports = ignoring.map(String.init).joined(separator: ", ")
+            p.nftables = """
+                table inet mptracebox {
+                  chain ignorev1 {
+                    type filter hook prerouting priority -140; policy accept;
+                    tcp dport { \(ports) } tcp flags & (syn | ack) == syn tcp option mptcp subtype 0 tcp option @30,20,4 == 1 counter reset tcp option 30
+                  }
+                }
+
+                """
+        }
         if spec.anyIP {
             p.ipBatch.append("route add local \(Addressing.anyIPv4Prefix) dev lo")
             p.ipBatch.append("route add local \(Addressing.anyIPv6Prefix) dev lo")
@@ -183,14 +198,17 @@ public enum NodePlanner {
         var iptRules: [String] = [], ipt6Rules: [String] = []
         var queue = firstQueue
 
-        for b in hop.behaviours {
+        for directed in hop.behaviours {
+            let (b, direction) = directed.undirected
+            // A directed behaviour only sees packets entering from one side of the hop.
+            let iif = direction.map { "iifname \"\($0.inputInterface)\" " } ?? ""
             if b.isElement {
-                p.elements.append(ElementPlan(queue: queue, behaviour: b))
+                p.elements.append(ElementPlan(queue: queue, behaviour: directed))
                 // The element's own rules: what it must see, minus the packets it injects.
                 let rules = (try? ElementBehaviour(parsing: b.elementArgument))
                     .map { ElementBehaviour.queueRules(for: [$0], queue: queue) } ?? []
                 for r in rules {
-                    let line = (["-A", r.chain] + r.rule).joined(separator: " ")
+                    let line = (["-A", r.chain] + (direction.map { ["-i", $0.inputInterface] } ?? []) + r.rule).joined(separator: " ")
                     if r.tool == "ip6tables" { ipt6Rules.append(line) } else { iptRules.append(line) }
                 }
                 queue += 1
@@ -205,11 +223,11 @@ public enum NodePlanner {
                 p.sysctls += [("net.ipv4.icmp_ratelimit", "\(ms)"), ("net.ipv6.icmp.ratelimit", "\(ms)")]
             case .strip(let sel, let cls, let hook):
                 if cls == .data { needsDataMark = true }
-                let rule = "\(nftMatch(cls)) \(optionMatch(sel)) counter reset tcp option \(sel.kind)"
+                let rule = "\(iif)\(nftMatch(cls)) \(optionMatch(sel)) counter reset tcp option \(sel.kind)"
                 if hook == .prerouting { pre.append(rule) } else { fwd.append(rule) }
             case .drop(let sel, let cls, let hook):
                 if cls == .data { needsDataMark = true }
-                let rule = "\(nftMatch(cls)) \(optionMatch(sel)) counter drop"
+                let rule = "\(iif)\(nftMatch(cls)) \(optionMatch(sel)) counter drop"
                 if hook == .prerouting { pre.append(rule) } else { fwd.append(rule) }
             case .setMSS(let v):
                 fwd.append("tcp flags & syn == syn tcp option maxseg exists counter tcp option maxseg size set \(v)")

@@ -125,9 +125,13 @@ public enum SessionClassifier {
             if let rst = f.mptcpReset { e.append(ev(rst.packet, r, "MP_TCPRST reason \(rst.reason)")) }
             return Verdict("fallback.checksum", e, detail: ["checksums": f.checksums ? "on" : "off"])
         }
-        let fellBack = f.dataAckedWithoutDSS != nil || (f.firstServerDSS == nil && f.bytesSent > 0)
+        let fellBack = f.dataAckedWithoutDSS != nil || f.serverDataWithoutMapping != nil || (f.firstServerDSS == nil && f.bytesSent > 0)
         if fellBack {
-            if let i = f.dataAckedWithoutDSS { base.append(ev(i, r, "the server acknowledged our data without any DSS: it fell back to TCP")) }
+            if let i = f.dataAckedWithoutDSS {
+                let nops = r.packets[i].packet.tcp?.header.options.longestNOPRun ?? 0
+                base.append(ev(i, r, nops >= 4 ? "the server's ACK of our data arrives without DSS, with a run of \(nops) NOPs in its place"
+                                              : "the server acknowledged our data without any DSS: it fell back to TCP"))
+            }
             // With checksums on, a server that finds the payload changed falls back (infinite
             // mapping or plain ACKs); the echo shows the change.
             if f.checksums, f.echoMatches == false, f.ackProbeReplyHasDSS {
@@ -139,19 +143,8 @@ public enum SessionClassifier {
             let thirdAck = f.inspections.first { $0.segment == "third-ack" }?.firstChanged
             let data = f.inspections.first { $0.segment == "data" }?.firstChanged
             if let probe = f.ackProbeReply {
-                if f.ackProbeReplyHasDSS {
-                    var e = base + [ev(probe, r, "before our data, the server's ACK carried a DSS: it had our keys from the third ACK")]
-                    if let d = data { e.append(ev(d.packet, r, "the quote from hop \(d.ttl) shows our data segment's MPTCP option \(d.state.rawValue)")) }
-                    var dir = "client-to-server"
-                    if let n = f.serverNOPRun, r.packets[n].packet.tcp?.payload.isEmpty == false {
-                        dir = "both"
-                        e.append(ev(n, r, "the server's data arrives with a NOP run where its DSS was"))
-                    }
-                    return Verdict("fallback.dss-stripped", e, detail: ["direction": dir] .merging(data.map { ["hop": "\($0.ttl)"] } ?? [:]) { a, _ in a })
-                }
-                if f.ackProbeReplyNOPRun >= 4 {
-                    return Verdict("fallback.dss-stripped", base + [ev(probe, r, "the server's ACK arrives with a run of \(f.ackProbeReplyNOPRun) NOPs where its DSS was: its MPTCP options are stripped on the way back")],
-                                   detail: ["direction": "server-to-client"])
+                if f.ackProbeReplyHasDSS || f.ackProbeReplyNOPRun >= 4 || f.serverDataWithoutMapping != nil {
+                    return dssStripped(r, base: base, probe: probe, data: data)
                 }
                 var e = base + [ev(probe, r, "the server's ACK to our third ACK carries no MPTCP option: it never took our keys")]
                 if let t = thirdAck { e.append(ev(t.packet, r, "the quote from hop \(t.ttl) shows our third ACK's MP_CAPABLE \(t.state.rawValue)")) }
@@ -160,9 +153,8 @@ public enum SessionClassifier {
             if let t = thirdAck {
                 return Verdict("fallback.ack-stripped", base + [ev(t.packet, r, "the quote from hop \(t.ttl) shows our third ACK's MP_CAPABLE \(t.state.rawValue)")], detail: ["hop": "\(t.ttl)"])
             }
-            if let d = data {
-                return Verdict("fallback.dss-stripped", base + [ev(d.packet, r, "the quote from hop \(d.ttl) shows our data's MPTCP option \(d.state.rawValue)")],
-                               detail: ["direction": "client-to-server", "hop": "\(d.ttl)"])
+            if data != nil || f.serverDataWithoutMapping != nil {
+                return dssStripped(r, base: base, probe: nil, data: data)
             }
             return Verdict("unclear", base + [Evidence(packet: nil, why: "the server fell back after the handshake, but neither its answers nor the path showed why")])
         }
@@ -177,6 +169,49 @@ public enum SessionClassifier {
         if f.dataFinAcked { base.append(Evidence(packet: nil, why: "our DATA_FIN was acknowledged")) }
         if let i = f.serverDataFin { base.append(ev(i, r, "the server's DATA_FIN")) }
         return Verdict("mptcp", base)
+    }
+
+    /// DSS lost after a good handshake, and in which direction: towards the server (its later
+    /// segments are plain, it fell back on our data; or a quote shows our data's option gone),
+    /// towards us (its segments arrive with a NOP run or without a mapping where its DSS was), or both.
+    static func dssStripped(_ r: SessionRecord, base: [Evidence], probe: Int?, data: HopView?) -> Verdict {
+        let f = r.facts
+        var e = base
+        var toServer = false, toClient = false
+        if let probe {
+            if f.ackProbeReplyHasDSS {
+                e.append(ev(probe, r, "before our data, the server's ACK carried a DSS: it had our keys from the third ACK"))
+            } else if f.ackProbeReplyNOPRun >= 4 {
+                toClient = true
+                e.append(ev(probe, r, "the server's ACK arrives with a run of \(f.ackProbeReplyNOPRun) NOPs where its DSS was: its MPTCP options are stripped on the way back"))
+            }
+        }
+        // Server data without a mapping but with a NOP run (or other MPTCP options) in its place was
+        // stripped on the way; a wholly plain segment is what a server sends after its own fallback.
+        let options = f.serverDataWithoutMapping.flatMap { r.packets[$0].packet.tcp?.header.options }
+        if let n = f.serverDataWithoutMapping, let o = options, o.longestNOPRun >= 4 || !o.mptcp.isEmpty {
+            toClient = true
+            let nops = o.longestNOPRun
+            e.append(ev(n, r, "the server's data arrives without a DSS mapping" + (nops >= 4 ? " (a run of \(nops) NOPs in its place)" : "")
+                           + " although its segments carried DSS before: we fell back to TCP (RFC 8684 §3.7)"))
+        } else if let n = f.serverNOPRun, n != probe, r.packets[n].packet.tcp?.payload.isEmpty == false {
+            toClient = true
+            e.append(ev(n, r, "the server's data arrives with a NOP run where its DSS was"))
+        }
+        if let p = f.serverPlainSegment {
+            toServer = true
+            e.append(ev(p, r, "then the server's segments carry neither DSS nor a NOP run: the server fell back on our data, which reached it without DSS"))
+        }
+        if let d = data {
+            toServer = true
+            e.append(ev(d.packet, r, "the quote from hop \(d.ttl) shows our data segment's MPTCP option \(d.state.rawValue)"))
+        }
+        guard toServer || toClient else {
+            return Verdict("unclear", e + [Evidence(packet: nil, why: "the server fell back after a good handshake, but neither its segments nor the path showed which way the DSS was lost")])
+        }
+        var detail = ["direction": toServer && toClient ? "both" : toServer ? "client-to-server" : "server-to-client"]
+        if let d = data { detail["hop"] = "\(d.ttl)" }
+        return Verdict("fallback.dss-stripped", e, detail: detail)
     }
 
     static func joinVerdict(_ r: SessionRecord) -> Verdict {
@@ -220,12 +255,26 @@ public enum SessionClassifier {
         let f = r.facts
         let sent = ev(f.addAddrSent.first, r, "ADD_ADDR with HMAC sent \(f.addAddrSent.count) time(s)")
         if let e = f.addAddrEcho { return Verdict("add-addr.ok", [sent, ev(e, r, "the server echoed it (flag E)")]) }
+        let inspection = f.inspections.first { $0.segment == "add-addr" }
+        // Our segment arrived at a router after the box without the option: stripped, not lost.
+        if let insp = inspection, let c = insp.firstChanged {
+            var e = [sent, ev(c.packet, r, "the quote from hop \(c.ttl) (\(c.router.map { "\($0)" } ?? "?")) shows our ADD_ADDR segment with the option \(c.state.rawValue)")]
+            if let ok = insp.lastIntactBefore { e.append(ev(ok.packet, r, "hop \(ok.ttl) still quoted it intact")) }
+            return Verdict("add-addr.stripped", e, detail: ["direction": "client-to-server", "hop": "\(c.ttl)"])
+        }
         let first = f.addAddrSent.first ?? 0
         if let n = r.packets.first(where: { $0.index > first && $0.direction == .in && $0.subflow == 0
             && ($0.packet.tcp?.header.options.longestNOPRun ?? 0) >= 4 }) {
-            return Verdict("add-addr.stripped", [sent, ev(n.index, r, "a server segment after our ADD_ADDR holds a NOP run where its echo would be")])
+            return Verdict("add-addr.stripped", [sent, ev(n.index, r, "a server segment after our ADD_ADDR holds a NOP run where its echo would be")],
+                           detail: ["direction": "server-to-client"])
         }
-        return Verdict("add-addr.no-echo", [sent, Evidence(packet: nil, why: "no echo came back")])
+        var e = [sent, Evidence(packet: nil, why: "no echo came back")]
+        if let insp = inspection {
+            let seen = insp.hops.filter { $0.state == .intact }.count
+            e.append(Evidence(packet: nil, why: seen > 0 ? "\(seen) hop(s) quoted our ADD_ADDR segment intact; none after them showed it changed"
+                                                      : "no hop quoted our ADD_ADDR segment: the path could not be checked"))
+        }
+        return Verdict("add-addr.no-echo", e)
     }
 }
 

@@ -34,6 +34,8 @@ public final class SessionEngine {
     /// Packets the dispatcher did not take (ICMP quotes, other flows), for the step that waits on them.
     var inbox: [(index: Int, packet: IPPacket)] = []
     var addAddrID: UInt8 = 1
+    /// Set when the close starts: segments after it (FIN exchange, TIME-WAIT ACKs) tell nothing about fallbacks.
+    var closing = false
 
     public init(configuration: SessionConfiguration, network: PacketNetwork) {
         config = configuration
@@ -84,19 +86,25 @@ public final class SessionEngine {
         var mpc = record.packets[synAck].packet.tcp?.header.options.mpCapable
         if mpc == nil, config.version == .auto {
             // RFC 8684 §3.1: a v0-only server ignores a v1 SYN; try again with v0.
-            try sendReset(initial)
             let retry = try openInitial(version: .v0, port: config.retryPort)
             record.facts.v0Retry = retry.outcome
-            if case .synAck(let i) = retry.outcome, let f = retry.flow,
-               let m = record.packets[i].packet.tcp?.header.options.mpCapable, m.senderKey != nil, m.senderKey != localKey.rawValue {
-                record.facts.v0RetryMPCapable = m
-                version = .v0
-                record.facts.versionSent = 0
+            if let f = retry.flow {
+                // The retry's connection carries the session (MPTCP v0, or plain TCP when the v0
+                // SYN was answered plainly too); the v1 attempt is abandoned.
+                try sendReset(flow)
                 initial = f
-                mpc = m
-                record.facts.synAckMPCapable = m
-            } else if let f = retry.flow {
-                try sendReset(f)
+                if case .synAck(let i) = retry.outcome,
+                   let m = record.packets[i].packet.tcp?.header.options.mpCapable, m.senderKey != nil, m.senderKey != localKey.rawValue {
+                    record.facts.v0RetryMPCapable = m
+                    version = .v0
+                    record.facts.versionSent = 0
+                    mpc = m
+                    record.facts.synAckMPCapable = m
+                }
+            } else {
+                // No usable answer to the v0 SYN: the v1 connection goes on as plain TCP.
+                subflows.removeAll { $0.kind == .initial }
+                subflows.insert(flow, at: 0)
             }
         }
         if let m = mpc, try acceptSynAck(m, synAckPacket: synAck) {
@@ -153,7 +161,8 @@ public final class SessionEngine {
         localIDSN = try localKey.idsn(v)
         record.facts.localKey = localKey.rawValue
         let iss = config.initialSequence ?? initialSequenceNumber()
-        let sf = Subflow(id: subflows.count, kind: .initial, local: config.source, localPort: port,
+        // The initial subflow is always 0 (a v0 retry replaces the v1 attempt); a join is 1.
+        let sf = Subflow(id: 0, kind: .initial, local: config.source, localPort: port,
                          remote: config.target, remotePort: config.destinationPort, iss: iss)
         subflows.removeAll { $0.kind == .initial }
         subflows.insert(sf, at: 0)
@@ -379,6 +388,7 @@ public final class SessionEngine {
     // MARK: Close
 
     func close() throws {
+        closing = true
         guard let initial = subflows.first(where: { $0.kind == .initial }) else { return }
         let live = subflows.filter { $0.established && !$0.reset }
         if mptcp {
@@ -422,6 +432,7 @@ public final class SessionEngine {
     }
 
     func fastClose(_ sf: Subflow) throws {
+        closing = true
         guard let rk = remoteKey else { return }
         record.facts.fastCloseSent = try send(sf.segment(flags: .ack, options: [.mptcp(.fastClose(MPFastClose(receiverKey: rk.rawValue)))]),
                                               subflow: sf, label: "mp_fastclose")
@@ -517,6 +528,11 @@ public final class SessionEngine {
             if record.facts.addAddrEcho != nil || sf.reset { return }
             rto *= 2
         }
+        // No echo: did our ADD_ADDR get lost, or did it arrive without the option? Copies that
+        // expire on the way show, in the routers' quotes, where the option disappeared.
+        if config.inspectPath, let d = record.facts.pathDistance, d > 1, let first = record.facts.addAddrSent.first {
+            record.facts.inspections.append(try inspect(packet: first, label: "add-addr", maxTTL: d - 1))
+        }
     }
 
     // MARK: Locating a fallback
@@ -576,9 +592,9 @@ public final class SessionEngine {
             let sentMP = sent.header.options.mptcp.first
             var state = HopView.State.unknown
             if let opts = quoted.options {
-                let quotedMP = opts.mptcp.first
+                // The segment's first MPTCP option (e.g. ADD_ADDR next to a DSS) is the one followed.
                 if let s = sentMP {
-                    if let q = quotedMP { state = q == s ? .intact : (q.subtype == s.subtype ? .modified : .removed) } else {
+                    if let q = opts.mptcp.first(where: { $0.subtype == s.subtype }) { state = q == s ? .intact : .modified } else {
                         state = opts.longestNOPRun >= 4 ? .nopped : .removed
                     }
                 } else { state = .intact }
@@ -727,6 +743,8 @@ public final class SessionEngine {
         }
         guard sf.synAcked else { return }
         var needAck = false
+        // MPTCP as it stood when this segment arrived (its own ACK part may end it below).
+        let wasMPTCP = mptcp
 
         if h.flags.contains(.ack), seqGT(h.acknowledgmentNumber, sf.sndUna), seqLE(h.acknowledgmentNumber, sf.sndNxt) {
             sf.sndUna = h.acknowledgmentNumber
@@ -741,6 +759,10 @@ public final class SessionEngine {
 
         if record.facts.thirdAckPacket != nil, h.options.longestNOPRun >= 4, record.facts.serverNOPRun == nil {
             record.facts.serverNOPRun = i
+        }
+        if !closing, let probe = record.facts.ackProbeReply, i > probe, sf.kind == .initial, record.facts.serverPlainSegment == nil,
+           h.options.mptcp.isEmpty, h.options.longestNOPRun < 4 {
+            record.facts.serverPlainSegment = i
         }
 
         for m in h.options.mptcp {
@@ -794,9 +816,16 @@ public final class SessionEngine {
         let seq = h.sequenceNumber
         if !seg.payload.isEmpty {
             needAck = true
-            if mptcp, record.facts.firstServerDSS == nil, record.facts.serverDataWithoutDSS == nil,
-               !h.options.mptcp.contains(where: { if case .dss = $0 { return true }; return false }) {
+            let hasDSS = h.options.mptcp.contains { if case .dss = $0 { return true }; return false }
+            if mptcp, record.facts.firstServerDSS == nil, record.facts.serverDataWithoutDSS == nil, !hasDSS {
                 record.facts.serverDataWithoutDSS = i
+            }
+            // New data that no mapping covers, from a server whose DSS we saw: on the only subflow,
+            // RFC 8684 §3.7 says fall back to TCP (the data stream is the subflow's bytes).
+            if wasMPTCP, !hasDSS, sf.kind == .initial, sf.infiniteFrom == nil, record.facts.firstServerDSS != nil,
+               seqGE(seq, sf.rcvNxt), !sf.mapped(relative: seq &- sf.irs) {
+                record.facts.serverDataWithoutMapping = record.facts.serverDataWithoutMapping ?? i
+                if subflows.filter({ $0.established && !$0.reset }).count == 1 { mptcp = false }
             }
             if seqLE(seq, sf.rcvNxt) {
                 let skip = Int(sf.rcvNxt &- seq)

@@ -93,6 +93,12 @@ public struct SessionFacts: Sendable {
     /// A server segment after the handshake whose options hold a NOP run where an MPTCP option would be.
     public var serverNOPRun: Int?
     public var serverDataWithoutDSS: Int?
+    /// Server data without a mapping after the server's DSS had been seen (RFC 8684 §3.7: on the
+    /// only subflow the client falls back to TCP).
+    public var serverDataWithoutMapping: Int?
+    /// After the ACK probe, before the close: the first server segment with neither an MPTCP
+    /// option nor a NOP run (a server that fell back sends such plain segments).
+    public var serverPlainSegment: Int?
     public var invalidDataAck: Int?
     public var mpFail: Int?
     public var infiniteMapping: Int?

@@ -65,6 +65,11 @@ final class Subflow {
     /// Relative subflow sequence number of our next byte (the DSS subflow sequence number).
     var relativeSend: UInt32 { sndNxt &- iss }
 
+    /// Whether a received mapping not yet delivered covers this relative subflow sequence number.
+    func mapped(relative rel: UInt32) -> Bool {
+        mappings.contains { rel &- $0.mapping.subflowSequenceNumber < UInt32($0.mapping.dataLevelLength) }
+    }
+
     /// Builds one segment of this subflow.
     func segment(flags: TCPFlags, seq: UInt32? = nil, options: [TCPOption], payload: [UInt8] = [], ttl: UInt8? = nil) throws -> [UInt8] {
         var h = TCPHeader(sourcePort: localPort, destinationPort: remotePort, sequenceNumber: seq ?? sndNxt,
@@ -88,6 +93,7 @@ final class Subflow {
 }
 
 /// Sequence-number comparisons modulo 2^32.
+@inline(__always) func seqGE(_ a: UInt32, _ b: UInt32) -> Bool { Int32(bitPattern: a &- b) >= 0 }
 @inline(__always) func seqLT(_ a: UInt32, _ b: UInt32) -> Bool { Int32(bitPattern: a &- b) < 0 }
 @inline(__always) func seqLE(_ a: UInt32, _ b: UInt32) -> Bool { Int32(bitPattern: a &- b) <= 0 }
 @inline(__always) func seqGT(_ a: UInt32, _ b: UInt32) -> Bool { Int32(bitPattern: a &- b) > 0 }

@@ -70,6 +70,43 @@ final class LabBehaviourTests: XCTestCase {
         }
     }
 
+    /// `@toclient`: only segments entering from the server side are changed.
+    func testDirectedStripActsOneWayOnly() throws {
+        let lab = try makeLab(self, hops: ["strip:30@data@toclient"])
+        let c = try captureAcross(lab, .hop(path: 0, index: 1)) { XCTAssertEqual(try KernelClient.exchange(lab), 3000) }
+        let (fb, fa) = forward(lab, c), (bb, ba) = backward(lab, c)
+        XCTAssertTrue(fb.contains { $0.hasPayload && Packet.kinds($0.options).contains(30) }, "the client's data carries DSS")
+        assertTransformed(fb, fa, "forward (untouched)", routed)
+        XCTAssertTrue(bb.contains { $0.hasPayload && Packet.kinds($0.options).contains(30) }, "the server's data carries DSS")
+        assertTransformed(bb, ba, "backward") { p in
+            routed(&p)
+            if !p.isSYN && !p.isSYNACK && p.hasPayload { p["tcp.options"] = Packet.stripping(30, from: p.options) }
+        }
+    }
+
+    /// `ignorev1`: the server's own namespace strips MP_CAPABLE v1 from SYNs (a v0-only peer
+    /// facing a v1 client); the path still carries it, and a v0 SYN is left alone.
+    func testServerIgnoringV1() throws {
+        let lab = try makeLab(self, hops: ["router"], servers: ["mptcp:80,ignorev1"])
+        let before = try lab.mptcpCounters(.server)
+        let c = try captureAcross(lab, .hop(path: 0, index: 1)) { XCTAssertEqual(try KernelClient.exchange(lab), 3000) }
+        let (_, fa) = forward(lab, c), (bb, _) = backward(lab, c)
+        XCTAssertTrue(fa.first.map { $0.isSYN && Packet.kinds($0.options).contains(30) } ?? false, "MP_CAPABLE left the last hop")
+        XCTAssertTrue(bb.first.map { $0.isSYNACK && !Packet.kinds($0.options).contains(30) } ?? false, "the server answered plainly")
+        let after = try lab.mptcpCounters(.server)
+        XCTAssertEqual((after["MPTcpExtMPCapableSYNRX"] ?? 0) - (before["MPTcpExtMPCapableSYNRX"] ?? 0), 0)
+        XCTAssertEqual(lab.serverConnections(port: 80).last?["mptcp"] as? Bool, false)
+        func matched() throws -> Int {
+            let rule = try lab.check(.server, ["nft", "list", "ruleset"]).split(separator: "\n").first { $0.contains("reset tcp option") } ?? ""
+            return Int(rule.split(separator: " ").drop { $0 != "packets" }.dropFirst().first ?? "") ?? -1
+        }
+        XCTAssertEqual(try matched(), 1, "the kernel client's v1 SYN")
+        // A crafted v0 SYN (MP_CAPABLE with the sender's key) is not the rule's business.
+        try KernelClient.craftedSYN(lab, ttl: 64, options: "020405b4" + "1e0c0081" + "0102030405060708")
+        usleep(100_000)
+        XCTAssertEqual(try matched(), 1, "a v0 SYN passes the v1 rule")
+    }
+
     /// A change in prerouting is in the box's own ICMP quote; one in forward is not.
     func testStripHookDecidesWhatTheBoxQuotes() throws {
         for (behaviour, quoteStripped) in [("strip:30@syn@pre", true), ("strip:30@syn", false)] {

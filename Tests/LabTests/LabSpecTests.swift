@@ -127,6 +127,37 @@ final class LabSpecTests: XCTestCase {
         XCTAssertTrue(hop2.ip6tables.contains("--queue-num 101"), hop2.ip6tables)
     }
 
+    /// `@toserver` / `@toclient`: one direction of a hop, by the interface packets come in on.
+    func testDirectedBehavioursParseAndRender() throws {
+        for t in ["strip:30@data@toclient", "strip:30/2@toserver", "drop:30/1@syn@pre@toserver", "remove:30/3@toclient", "eol:30@toserver"] {
+            let b = try HopBehaviour(parsing: t)
+            XCTAssertEqual(b.description, t)
+            XCTAssertEqual(try HopBehaviour(parsing: b.description), b)
+        }
+        XCTAssertEqual(try HopBehaviour(parsing: "strip:30@toclient@data"),
+                       .directed(.strip(OptionSelector(kind: 30), on: .data, hook: .forward), .toClient))
+        for bad in ["nat@toserver", "delay:5@toclient", "strip:30@toserver@toclient"] {
+            XCTAssertThrowsError(try HopBehaviour(parsing: bad), bad)
+        }
+        let spec = try LabSpec(name: "t", hops: ["strip:30@data@toclient,drop:30/1@syn@toserver", "strip:30/2@toclient"])
+        let hop1 = NodePlanner.plan(for: .hop(path: 0, index: 1), in: spec)
+        XCTAssertTrue(hop1.nftables.contains("iifname \"right\" tcp flags & syn == 0 meta mark & 0x00000001 == 0x00000001 tcp option 30 exists counter reset tcp option 30"), hop1.nftables)
+        XCTAssertTrue(hop1.nftables.contains("iifname \"left\" tcp flags & (syn | ack) == syn tcp option mptcp subtype 1 counter drop"), hop1.nftables)
+        let hop2 = NodePlanner.plan(for: .hop(path: 0, index: 2), in: spec)
+        XCTAssertTrue(hop2.iptables.contains("-A FORWARD -i right -p tcp -m mark ! --mark 0x4d50 -j NFQUEUE --queue-num 100"), hop2.iptables)
+        XCTAssertTrue(hop2.ip6tables.contains("-A FORWARD -i right -p tcp"), hop2.ip6tables)
+        XCTAssertEqual(hop2.elements.first?.behaviour.elementArgument, "strip:30/2@all@fwd", "the element itself is not directed")
+    }
+
+    func testServerIgnoringV1RendersARuleInTheServerNamespace() throws {
+        XCTAssertEqual(try ServerSpec(parsing: "mptcp:80,ignorev1").description, "mptcp:80,ignorev1")
+        XCTAssertThrowsError(try ServerSpec(parsing: "tcp:80,ignorev1"))
+        let spec = try LabSpec(name: "t", hops: ["router"], servers: ["mptcp:80,ignorev1", "mptcp:81"])
+        let server = NodePlanner.plan(for: .server, in: spec)
+        XCTAssertTrue(server.nftables.contains("tcp dport { 80 } tcp flags & (syn | ack) == syn tcp option mptcp subtype 0 tcp option @30,20,4 == 1 counter reset tcp option 30"), server.nftables)
+        XCTAssertTrue(NodePlanner.plan(for: .hop(path: 0, index: 1), in: spec).nftables.isEmpty, "no hop sees it")
+    }
+
     /// Every element behaviour the lab accepts is understood the same way by the element.
     func testElementUnderstandsEveryElementBehaviour() throws {
         for t in ["rfc792", "strip:30/2@data", "strip:30/1@syn@pre", "eol:30@syn", "eol:2", "seqrand",

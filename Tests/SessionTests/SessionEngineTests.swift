@@ -116,6 +116,68 @@ final class SessionEngineTests: XCTestCase {
         XCTAssertEqual(v.session.id, "fallback.not-mptcp-server")
     }
 
+    func testAutoAgainstAPlainServerCarriesTheDataOnTheV0Retry() throws {
+        let s = SimulatedServer(.plain)
+        let (r, v) = try run(s, config(.auto))
+        XCTAssertEqual(v.session.id, "fallback.not-mptcp-server")
+        XCTAssertTrue(v.session.evidence.contains { $0.why.contains("a v0 SYN was answered without MP_CAPABLE too") })
+        XCTAssertTrue(s.received == r.configuration.payload, "the data went over the retry's connection as TCP")
+        XCTAssertNil(v.payloadChanged)
+        XCTAssertTrue(r.packets.contains { $0.direction == .out && $0.label == "rst" && $0.packet.tcp?.header.sourcePort == 40000 },
+                      "the abandoned v1 attempt was reset")
+    }
+
+    func testServerDSSStrippedOnItsDataIsServerToClient() throws {
+        let s = SimulatedServer(.mptcp, dssStrip: .serverData)
+        var c = config()
+        c.join = false
+        c.addAddress = false
+        let (r, v) = try run(s, c)
+        XCTAssertEqual(v.session.id, "fallback.dss-stripped")
+        XCTAssertEqual(v.session.detail["direction"], "server-to-client")
+        XCTAssertNotNil(r.facts.serverDataWithoutMapping)
+        XCTAssertFalse(s.fellBack, "the server never fell back")
+        XCTAssertTrue(r.facts.received == c.payload, "after our fallback the echo is read as TCP")
+    }
+
+    func testDSSStrippedBothWays() throws {
+        let s = SimulatedServer(.mptcp, dssStrip: .bothWays)
+        var c = config()
+        c.join = false
+        c.addAddress = false
+        let (r, v) = try run(s, c)
+        XCTAssertEqual(v.session.id, "fallback.dss-stripped")
+        XCTAssertEqual(v.session.detail["direction"], "both")
+        XCTAssertTrue(s.fellBack, "the server fell back on our data without a mapping")
+        XCTAssertGreaterThanOrEqual(r.facts.ackProbeReplyNOPRun, 4)
+        XCTAssertNotNil(r.facts.serverPlainSegment)
+    }
+
+    func testCleanPathHasNoDirectionEvidence() throws {
+        let (r, _) = try run(SimulatedServer(.mptcp))
+        XCTAssertNil(r.facts.serverDataWithoutMapping)
+        XCTAssertNil(r.facts.serverPlainSegment)
+    }
+
+    /// ADD_ADDR without an echo: a router's quote of a TTL-limited copy decides stripped vs lost.
+    func testADDADDRStrippedOrLostFromTheQuotes() throws {
+        var r = SessionRecord(configuration: config())
+        let ip = IPPacket(ip: .v4(IPv4Header(source: IPv4Address(rawValue: 1), destination: IPv4Address(rawValue: 2))), transport: .other([]))
+        for i in 0..<4 { r.packets.append(RecordedPacket(index: i, time: 0, direction: i == 0 ? .out : .in, subflow: nil, packet: ip, label: "")) }
+        r.facts.addAddrSent = [0]
+        r.facts.inspections = [Inspection(segment: "add-addr", hops: [HopView(ttl: 1, router: nil, packet: 1, state: .intact),
+                                                                        HopView(ttl: 2, router: nil, packet: 2, state: .intact),
+                                                                        HopView(ttl: 3, router: nil, packet: 3, state: .nopped)])]
+        let stripped = SessionClassifier.addAddrVerdict(r)
+        XCTAssertEqual(stripped.id, "add-addr.stripped")
+        XCTAssertEqual(stripped.detail, ["direction": "client-to-server", "hop": "3"])
+        XCTAssertEqual(stripped.evidence.compactMap(\.packet), [0, 3, 2])
+        r.facts.inspections[0].hops[2].state = .unknown   // the copy never got past the box
+        XCTAssertEqual(SessionClassifier.addAddrVerdict(r).id, "add-addr.no-echo")
+        r.facts.addAddrEcho = 3
+        XCTAssertEqual(SessionClassifier.addAddrVerdict(r).id, "add-addr.ok")
+    }
+
     func testJoinHMACMismatch() throws {
         let (_, v) = try run(SimulatedServer(.badJoinHMAC))
         XCTAssertEqual(v.session.id, "mptcp")

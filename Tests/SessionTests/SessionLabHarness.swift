@@ -59,10 +59,52 @@ final class SessionLab {
         return p
     }
 
+    /// tcpdump on the server's path-0 interface (before its netfilter hooks) while `traffic` runs;
+    /// the segments the server received, dissected by tshark (an oracle independent of our parser).
+    func serverCapture(_ traffic: () throws -> Void) throws -> [ServerSeen] {
+        let file = "\(lab.stateDirectory)/srv-\(UUID().uuidString.prefix(8)).pcap"
+        let log = file + ".log"
+        let pid = try lab.spawn(.server, ["tcpdump", "-i", "p0", "--immediate-mode", "-U", "-n", "-s", "0", "-w", file, "tcp"], log: log)
+        let deadline = Date().addingTimeInterval(5)
+        while !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("listening on") {
+            guard Date() < deadline else { throw SessionLabError("tcpdump did not start in the server namespace") }
+            usleep(5_000)
+        }
+        try traffic()
+        usleep(100_000)
+        // tcpdump is our child: reap it (it flushes the file on SIGINT).
+        kill(pid, SIGINT)
+        for _ in 0..<500 where waitpid(pid, nil, WNOHANG) == 0 { usleep(10_000) }
+        let fields = ["ip.src", "tcp.srcport", "tcp.flags.syn", "tcp.flags.ack", "tcp.len", "tcp.options.mptcp.subtype",
+                      "tcp.options.mptcp.version", "tcp.options.nop"]
+        let out = try TestShell.check(["tshark", "-r", file, "-n", "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a",
+                                       "-E", "aggregator=,"] + fields.flatMap { ["-e", $0] })
+        return out.split(separator: "\n").map { line in
+            let c = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) + Array(repeating: "", count: fields.count)
+            let ints = { (s: String) in s.split(separator: ",").compactMap { Int($0) } }
+            return ServerSeen(fromClient: c[0] != server, sourcePort: Int(c[1]) ?? 0, syn: c[2] == "1" || c[2] == "True",
+                              ack: c[3] == "1" || c[3] == "True", payload: Int(c[4]) ?? 0, subtypes: ints(c[5]),
+                              versions: ints(c[6]), nops: c[7].split(separator: ",").count)
+        }
+    }
+
     /// The server's closed-connection records.
     func serverClosed(port: UInt16 = 80) -> [[String: Any]] {
         lab.serverConnections(port: port).filter { $0["event"] as? String == "close" }
     }
+}
+
+/// One TCP segment on the server's interface, as tshark dissected it.
+struct ServerSeen {
+    var fromClient: Bool
+    var sourcePort: Int
+    var syn: Bool
+    var ack: Bool
+    var payload: Int
+    /// MPTCP option subtypes (0 MP_CAPABLE, 2 DSS, 3 ADD_ADDR) and MP_CAPABLE versions.
+    var subtypes: [Int]
+    var versions: [Int]
+    var nops: Int
 }
 
 extension Dictionary where Key == String, Value == Any {

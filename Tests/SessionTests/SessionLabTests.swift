@@ -62,6 +62,34 @@ final class SessionLabTests: XCTestCase {
         XCTAssertEqual(doc.verdict, "fallback.not-mptcp-server")
         XCTAssertTrue(raw.contains("syn v0"), "a v0 SYN was tried")
         XCTAssertTrue(raw.contains("a v0 SYN was answered without MP_CAPABLE too"))
+        // The v0 retry's connection carried the data as plain TCP.
+        XCTAssertEqual(doc["payload"] as? String, "intact")
+        XCTAssertEqual(lab.serverClosed().first?["bytes_in"] as? Int, 4000)
+    }
+
+    /// A v0-only peer facing a v1 SYN (RFC 8684 §3.1): an MPTCP server whose namespace strips
+    /// MP_CAPABLE v1 from incoming SYNs (no router sees it). Linux speaks v1 only and ignores the
+    /// v0 retry too, so the honest verdict is still "not an MPTCP server we can talk to".
+    func testVersionAutoAgainstAServerThatIgnoresV1() throws {
+        let lab = try SessionLab(self, hops: ["router"], servers: ["mptcp:80,ignorev1"])
+        var result: (doc: [String: Any], delta: [String: Int64], raw: String)?
+        let seen = try lab.serverCapture { result = try lab.connect(["--mptcp-version", "auto", "--no-inspect"]) }
+        let (doc, d, raw) = try XCTUnwrap(result)
+        XCTAssertEqual(doc.verdict, "fallback.not-mptcp-server")
+        XCTAssertTrue(raw.contains("a v0 SYN was answered without MP_CAPABLE too"))
+        XCTAssertEqual(doc["payload"] as? String, "intact")
+        // Both SYNs reached the server with their MP_CAPABLE (the capture is before its netfilter hooks) ...
+        let syns = seen.filter { $0.fromClient && $0.syn && !$0.ack }
+        XCTAssertTrue(syns.contains { $0.subtypes.contains(0) && $0.versions == [1] }, "the v1 SYN arrived: \(syns)")
+        XCTAssertTrue(syns.contains { $0.subtypes.contains(0) && $0.versions == [0] }, "the v0 SYN arrived: \(syns)")
+        XCTAssertFalse(seen.contains { !$0.fromClient && $0.syn && $0.subtypes.contains(0) }, "no SYN/ACK offered MP_CAPABLE")
+        // ... and the kernel took neither: the rule rewrote the v1 SYN only, Linux ignored the v0 one.
+        XCTAssertEqual(d["MPCapableSYNRX"] ?? 0, 0)
+        let rule = try lab.lab.check(.server, ["nft", "list", "ruleset"]).split(separator: "\n").first { $0.contains("reset tcp option") } ?? ""
+        XCTAssertTrue(rule.contains("counter packets 1 "), "only the v1 SYN matched the v1 rule: \(rule)")
+        let closed = lab.serverClosed()
+        XCTAssertEqual(closed.first?["mptcp"] as? Bool, false)
+        XCTAssertEqual(closed.first?["bytes_in"] as? Int, 4000, "the v0 retry's connection carried the data as TCP")
     }
 
     func testMPCapableStrippedFromTheSYN() throws {
@@ -113,6 +141,36 @@ final class SessionLabTests: XCTestCase {
         XCTAssertEqual(d["DssFallback"], 1, "the server fell back on data without a mapping")
     }
 
+    /// The server's DSS stripped from its data on the way back only: its ACKs still carry DSS.
+    func testDSSStrippedServerToClient() throws {
+        let lab = try SessionLab(self, hops: ["router", "strip:30@data@toclient"])
+        var result: (doc: [String: Any], delta: [String: Int64], raw: String)?
+        let seen = try lab.serverCapture { result = try lab.connect(["--no-join", "--no-add-addr"]) }
+        let (doc, d, _) = try XCTUnwrap(result)
+        XCTAssertEqual(doc.verdict, "fallback.dss-stripped")
+        XCTAssertEqual(doc.detail["direction"], "server-to-client")
+        XCTAssertEqual(doc["payload"] as? String, "intact", "after falling back we read the echo as TCP")
+        // The server: our keys and mappings arrived (no fallback on its side), it still holds an
+        // established MPTCP connection, and its data left it with DSS mappings.
+        XCTAssertEqual(d["MPCapableACKRX"], 1)
+        XCTAssertEqual(d["DssFallback"] ?? 0, 0, "our data reached the server with its mappings")
+        XCTAssertEqual(d["MPCurrEstab"], 1, "the server's MPTCP connection never fell back")
+        XCTAssertTrue(seen.contains { !$0.fromClient && $0.payload > 0 && $0.subtypes.contains(2) }, "the server sent its data with DSS")
+    }
+
+    /// DSS stripped both ways (the element overwrites subtype 2 only, so the keys on the third ACK
+    /// and first data pass): the server's ACKs arrive with NOP runs, and it falls back on our data.
+    func testDSSStrippedBothWays() throws {
+        let lab = try SessionLab(self, hops: ["router", "strip:30/dss"])
+        let (doc, d, _) = try lab.connect(["--no-join", "--no-add-addr"])
+        XCTAssertEqual(doc.verdict, "fallback.dss-stripped")
+        XCTAssertEqual(doc.detail["direction"], "both")
+        XCTAssertEqual(d["MPCapableACKRX"], 1, "the keys arrived")
+        XCTAssertEqual(d["DssFallback"], 1, "the server fell back on our data without a mapping")
+        XCTAssertEqual(lab.serverClosed().first?["mptcp_at_close"] as? Bool, false)
+        XCTAssertEqual(lab.serverClosed().first?["bytes_in"] as? Int, 4000)
+    }
+
     func testSYNProxy() throws {
         let lab = try SessionLab(self, hops: ["router", "synproxy"])
         let (doc, d, _) = try lab.connect()
@@ -133,12 +191,62 @@ final class SessionLabTests: XCTestCase {
     }
 
     func testADDADDRDropped() throws {
-        let lab = try SessionLab(self, hops: ["router", "drop:30/3"])
-        let (doc, d, _) = try lab.connect(["--no-join", "--retries", "2"])
+        // A router after the box: the TTL-limited copies of our ADD_ADDR segment are quoted by it
+        // only if they get that far.
+        let lab = try SessionLab(self, hops: ["router", "drop:30/3", "router"])
+        var result: (doc: [String: Any], delta: [String: Int64], raw: String)?
+        let seen = try lab.serverCapture { result = try lab.connect(["--no-join", "--retries", "2"]) }
+        let (doc, d, _) = try XCTUnwrap(result)
         XCTAssertEqual(doc.verdict, "mptcp")
         XCTAssertEqual(doc.addAddrVerdict, "add-addr.no-echo")
         XCTAssertEqual(d["AddAddr"] ?? 0, 0, "no ADD_ADDR reached the server")
         XCTAssertEqual(d["MPCapableACKRX"], 1)
+        XCTAssertFalse(seen.contains { $0.fromClient && $0.subtypes.contains(3) }, "no ADD_ADDR on the server's wire")
+    }
+
+    func testADDADDRStrippedButTheSegmentArrives() throws {
+        let lab = try SessionLab(self, hops: ["router", "strip:30/add_addr", "router"])
+        var result: (doc: [String: Any], delta: [String: Int64], raw: String)?
+        let seen = try lab.serverCapture { result = try lab.connect(["--no-join", "--retries", "2"]) }
+        let (doc, d, _) = try XCTUnwrap(result)
+        XCTAssertEqual(doc.verdict, "mptcp")
+        XCTAssertEqual(doc.addAddrVerdict, "add-addr.stripped")
+        let a = doc["add_addr"] as? [String: Any] ?? [:]
+        XCTAssertEqual(a["detail"] as? [String: String], ["direction": "client-to-server", "hop": "3"], "the router after the box (hop 2) quotes it stripped")
+        // The server: no ADD_ADDR, but our segments that carried it arrived (a pure ACK with a DSS
+        // and the NOP run the box left), and the session stayed MPTCP.
+        XCTAssertEqual(d["AddAddr"] ?? 0, 0)
+        XCTAssertEqual(d["MPCapableACKRX"], 1)
+        XCTAssertFalse(seen.contains { $0.subtypes.contains(3) })
+        XCTAssertGreaterThanOrEqual(seen.filter { $0.fromClient && !$0.syn && $0.payload == 0 && $0.subtypes == [2] && $0.nops >= 16 }.count, 3,
+                                    "each ADD_ADDR segment (first and retransmissions) arrived with NOPs in its place")
+    }
+
+    func testJoinSYNsDroppedIsJoinTimeout() throws {
+        let lab = try SessionLab(self, hops: ["router", "drop:30/mp_join@syn"])
+        let (doc, d, _) = try lab.connect(["--no-add-addr", "--retries", "2"])
+        XCTAssertEqual(doc.verdict, "mptcp")
+        XCTAssertEqual(doc.subflowVerdicts, ["mptcp", "join.timeout"])
+        XCTAssertEqual(d["MPJoinSynRx"] ?? 0, 0, "no MP_JOIN SYN reached the server")
+        XCTAssertEqual(d["MPCapableACKRX"], 1)
+    }
+
+    /// The server's path manager refuses more subflows: it answers the join SYN (MPJoinSynRx), then
+    /// resets the subflow on our third ACK with MP_TCPRST reason 3 (administratively prohibited).
+    func testJoinRefusedByTheServerIsJoinRST() throws {
+        let lab = try SessionLab(self, hops: ["router"])
+        try lab.lab.check(.server, ["ip", "mptcp", "limits", "set", "subflows", "0"])
+        var result: (doc: [String: Any], delta: [String: Int64], raw: String)?
+        let seen = try lab.serverCapture { result = try lab.connect(["--no-add-addr"]) }
+        let (doc, d, _) = try XCTUnwrap(result)
+        XCTAssertEqual(doc.verdict, "mptcp")
+        XCTAssertEqual(doc.subflowVerdicts, ["mptcp", "join.rst"])
+        let join = (doc["subflows"] as? [[String: Any]])?.last ?? [:]
+        XCTAssertEqual(join["detail"] as? [String: String], ["reason": "3"])
+        XCTAssertEqual(d["MPJoinSynRx"], 1)
+        XCTAssertEqual(d["MPJoinRejected"], 1, "the server's kernel rejected the subflow")
+        XCTAssertEqual(d["MPJoinAckRx"] ?? 0, 0)
+        XCTAssertTrue(seen.contains { !$0.fromClient && $0.subtypes.contains(8) }, "the server's RST carried MP_TCPRST")
     }
 
     func testJoinThroughNATOnTheSecondPath() throws {

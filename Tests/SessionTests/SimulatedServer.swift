@@ -17,6 +17,13 @@ final class SimulatedServer: PacketNetwork {
         case silent                // nothing answers
     }
 
+    /// A box on the path that overwrites DSS options with NOPs.
+    enum DSSStrip {
+        case none
+        case serverData            // on the server's data segments only, towards the client
+        case bothWays              // on every segment, both ways (the keys on MP_CAPABLE pass)
+    }
+
     struct Conn {
         var clientPort: UInt16
         var iss: UInt32
@@ -43,9 +50,13 @@ final class SimulatedServer: PacketNetwork {
     var addAddrReceived = 0
     var dataFinReceived = false
     var sent: [IPPacket] = []
+    var dssStrip = DSSStrip.none
+    /// The server got data without a mapping and fell back to TCP (RFC 8684 §3.7), like Linux's DssFallback.
+    var fellBack = false
 
-    init(_ behaviour: Behaviour, server: IPAddress = IPAddress("198.18.1.2")!, port: UInt16 = 80) {
+    init(_ behaviour: Behaviour, server: IPAddress = IPAddress("198.18.1.2")!, port: UInt16 = 80, dssStrip: DSSStrip = .none) {
         self.behaviour = behaviour
+        self.dssStrip = dssStrip
         self.server = server
         self.port = port
     }
@@ -71,7 +82,8 @@ final class SimulatedServer: PacketNetwork {
         guard behaviour != .silent, p.ip.destination == server, let seg = p.tcp, seg.header.destinationPort == port else { return }
         guard p.ip.ttl >= 2 else { return }   // TTL-limited copies expire before the server (no ICMP here)
         let h = seg.header, cp = h.sourcePort
-        let mp = h.options.mptcp
+        var mp = h.options.mptcp
+        if dssStrip == .bothWays, !h.flags.contains(.syn) { mp.removeAll { if case .dss = $0 { return true }; return false } }
         if h.flags.contains(.rst) { conns[cp] = nil; return }
         if h.flags.contains(.syn) {
             var c = Conn(clientPort: cp, iss: 0x5000_0000 &+ UInt32(cp), sndNxt: 0, rcvNxt: h.sequenceNumber &+ 1, join: false)
@@ -112,7 +124,7 @@ final class SimulatedServer: PacketNetwork {
             clientKey = MPTCPKey(rawValue: k)
             if mpc.flags & MPCapable.checksumRequired != 0 { checksums = true }
         }
-        let mptcp = clientKey != nil && behaviour != .noDSS && behaviour != .plain && behaviour != .stripSynAck
+        var mptcp = clientKey != nil && behaviour != .noDSS && behaviour != .plain && behaviour != .stripSynAck && !fellBack
         func dataAck() -> [TCPOption] {
             guard mptcp else { return [] }
             return [.mptcp(.dss(DSS(dataACK: clientIDSN &+ 1 &+ UInt64(received.count) &+ (dataFinReceived ? 1 : 0), dataACK64: true)))]
@@ -147,6 +159,15 @@ final class SimulatedServer: PacketNetwork {
         }
         if !seg.payload.isEmpty, h.sequenceNumber == c.rcvNxt {
             // Check the client's mapping and checksum, like a kernel would.
+            let mapped = mp.contains { m in
+                if case .dss(let d) = m { return d.mapping != nil }
+                if case .capable(let c) = m { return c.dataLevelLength != nil }
+                return false
+            }
+            if mptcp && !mapped {
+                fellBack = true
+                mptcp = false
+            }
             for m in mp {
                 var mapping: DSS.Mapping?
                 if case .dss(let d) = m { mapping = d.mapping }
@@ -187,6 +208,14 @@ final class SimulatedServer: PacketNetwork {
 
     func reply(_ cp: UInt16, seq: UInt32, ack: UInt32? = nil, flags: TCPFlags, options: [TCPOption], payload: [UInt8] = []) {
         let c = conns[cp]
+        var options = options
+        let strip = (dssStrip == .serverData && !payload.isEmpty) || (dssStrip == .bothWays && !flags.contains(.syn))
+        if strip {
+            options = options.flatMap { o -> [TCPOption] in
+                if case .mptcp(.dss) = o { return Array(repeating: .noOperation, count: 8) }
+                return [o]
+            }
+        }
         let h = TCPHeader(sourcePort: port, destinationPort: cp, sequenceNumber: seq,
                           acknowledgmentNumber: ack ?? c?.rcvNxt ?? 0, flags: flags, options: options)
         guard case .v4(let s) = server, let client = sent.last.map({ $0.ip.source }), case .v4(let d) = client else { return }
