@@ -197,18 +197,28 @@ public final class SessionEngine {
     /// Sends a SYN until a SYN/ACK, RST or ICMP error answers it.
     func handshake(_ sf: Subflow, syn: [UInt8], label: String, synPackets: (Int) -> Void) throws -> HandshakeOutcome {
         var rto = config.timeout
-        for attempt in 0...config.retries {
-            synPackets(try send(syn, subflow: sf, label: attempt == 0 ? label : "\(label) (retransmission)"))
+        var attempt = 0, resends = 0
+        while attempt <= config.retries {
+            let again = resends > 0 && sf.staleConnectionResets.count == resends
+            synPackets(try send(syn, subflow: sf, label: again ? "\(label) (after resetting an old connection)"
+                                                        : attempt == 0 ? label : "\(label) (retransmission)"))
             sf.sndNxt = sf.iss &+ 1
             let deadline = network.now() + rto
             var outcome: HandshakeOutcome?
+            let stale = sf.staleConnectionResets.count
             try pump(until: deadline) {
                 if let o = sf.handshakeOutcome { outcome = o; return true }
                 if let u = self.unreachable(for: sf) { outcome = u; return true }
-                return false
+                return sf.staleConnectionResets.count > stale && resends < 2
             }
             if let outcome { return outcome }
+            // The old connection is gone: send the SYN again now, not after a timeout (twice at most).
+            if sf.staleConnectionResets.count > stale && resends < 2 {
+                resends += 1
+                continue
+            }
             rto *= 2
+            attempt += 1
         }
         return .noAnswer
     }
@@ -741,7 +751,16 @@ public final class SessionEngine {
             }
             return
         }
-        guard sf.synAcked else { return }
+        if !sf.synAcked {
+            // RFC 793 (SYN-SENT): an ACK of something we never sent comes from an older
+            // connection of this four-tuple the server still holds (an earlier run killed
+            // mid-session, a TIME_WAIT); reset it with SEQ=SEG.ACK, as a kernel would, and retry.
+            if h.flags.contains(.ack), h.acknowledgmentNumber != sf.iss &+ 1, sf.staleConnectionResets.count < 4 {
+                sf.staleConnectionResets.append(i)
+                try send(sf.segment(flags: .rst, seq: h.acknowledgmentNumber, options: []), subflow: sf, label: "rst (an old connection of this four-tuple)")
+            }
+            return
+        }
         var needAck = false
         // MPTCP as it stood when this segment arrived (its own ACK part may end it below).
         let wasMPTCP = mptcp

@@ -27,6 +27,9 @@ final class Subflow {
     var synAcked = false
     /// How the SYN was answered (set by the dispatcher).
     var handshakeOutcome: HandshakeOutcome?
+    /// Packets that acknowledged what we never sent while our SYN waited (an old connection of
+    /// the same four-tuple on the server), each answered with a RST.
+    var staleConnectionResets: [Int] = []
     var established = false
     var outstanding: [Outstanding] = []
     /// Out-of-order payload by sequence number.

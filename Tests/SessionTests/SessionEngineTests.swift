@@ -215,4 +215,19 @@ final class SessionEngineTests: XCTestCase {
         let f = SessionEngine.captureFilter(config())
         for p in config().localPorts { XCTAssertTrue(f.contains("dst port \(p)")) }
     }
+
+    /// A server still holding an old connection of our four-tuple answers the SYN with a
+    /// challenge ACK; the client resets it (SEQ = SEG.ACK) and its next SYN opens the session at
+    /// once, where it used to wait out its retries and blame the path for dropping MP_CAPABLE SYNs.
+    func testAnOldConnectionOfTheFourTupleIsResetAndTheSessionOpens() throws {
+        let s = SimulatedServer(.staleConnection)
+        var c = config()
+        c.retries = 0
+        let (r, v) = try run(s, c)
+        XCTAssertEqual(s.staleResets, 1, "the server saw a RST that ends its old connection")
+        XCTAssertEqual(v.session.id, "mptcp")
+        let rst = try XCTUnwrap(r.packets.first { $0.direction == .out && $0.label.hasPrefix("rst (an old connection") })
+        XCTAssertEqual(rst.packet.tcp?.header.sequenceNumber, SimulatedServer.staleRcvNxt)
+        XCTAssertEqual(r.packets.filter { $0.direction == .out && $0.label.hasPrefix("syn") }.count, 2)
+    }
 }

@@ -15,6 +15,7 @@ final class SimulatedServer: PacketNetwork {
         case badJoinHMAC
         case mpFailOnData          // reports a checksum failure on the first data
         case silent                // nothing answers
+        case staleConnection       // holds an old connection of the first four-tuple until a valid RST
     }
 
     /// A box on the path that overwrites DSS options with NOPs.
@@ -50,6 +51,10 @@ final class SimulatedServer: PacketNetwork {
     var addAddrReceived = 0
     var dataFinReceived = false
     var sent: [IPPacket] = []
+    /// `.staleConnection`: the old connection is still held; RSTs that ended it.
+    var staleHeld = true
+    var staleResets = 0
+    static let staleRcvNxt: UInt32 = 0x1234_5678
     var dssStrip = DSSStrip.none
     /// The server got data without a mapping and fell back to TCP (RFC 8684 §3.7), like Linux's DssFallback.
     var fellBack = false
@@ -84,6 +89,16 @@ final class SimulatedServer: PacketNetwork {
         let h = seg.header, cp = h.sourcePort
         var mp = h.options.mptcp
         if dssStrip == .bothWays, !h.flags.contains(.syn) { mp.removeAll { if case .dss = $0 { return true }; return false } }
+        if behaviour == .staleConnection, staleHeld {
+            // RFC 5961: a SYN for the old connection gets a challenge ACK; only a RST with
+            // exactly its rcv_nxt (our SEG.ACK) ends it.
+            if h.flags.contains(.rst) {
+                if h.sequenceNumber == Self.staleRcvNxt { staleHeld = false; staleResets += 1 }
+            } else if h.flags.contains(.syn) {
+                reply(cp, seq: 0x7777_0000, ack: Self.staleRcvNxt, flags: .ack, options: [])
+            }
+            return
+        }
         if h.flags.contains(.rst) { conns[cp] = nil; return }
         if h.flags.contains(.syn) {
             var c = Conn(clientPort: cp, iss: 0x5000_0000 &+ UInt32(cp), sndNxt: 0, rcvNxt: h.sequenceNumber &+ 1, join: false)
