@@ -81,10 +81,20 @@ public enum KernelMPTCPClient {
             } catch let e as NetIOError {
                 if o.pcapPath != nil { throw e }
                 captureError = e.message
+            } catch let e as PrivilegeError {
+                if o.pcapPath != nil { throw e }
+                captureError = "\(e)"
             }
         }
-        let writer = try o.pcapPath.map { try PcapFileWriter(path: $0) }
-        var result = try connectAndExchange(o)
+        let writer: PcapFileWriter?
+        var result: KernelSessionResult
+        do {
+            writer = try o.pcapPath.map { try PcapFileWriter(path: $0) }
+            result = try connectAndExchange(o)
+        } catch {
+            _ = capture?.stop()
+            throw error
+        }
         if let capture {
             // The last FIN/ACKs: give them a moment to reach the capture.
             usleep(150_000)

@@ -111,7 +111,7 @@ public enum KernelSessionReport {
                 let ours = s.id.sourcePort == f.localPort || (token != nil && ulp?.mptcp?.localToken == token)
                 guard ours else { continue }
                 if ulp?.name != "mptcp" {
-                    d.problems.append("the TCP socket from port \(s.id.sourcePort) has no MPTCP ULP info" + (ulp == nil ? " (sock_diag shows it only with CAP_NET_ADMIN)" : " (ULP \(ulp!.name))"))
+                    d.problems.append("the TCP socket from port \(s.id.sourcePort) has no MPTCP ULP info" + (ulp == nil ? " (older kernels show it only with CAP_NET_ADMIN)" : " (ULP \(ulp!.name))"))
                 }
                 d.subflows.append((s, ulp?.mptcp))
             }

@@ -286,6 +286,25 @@ final class KernelModeLabTests: XCTestCase {
         XCTAssertEqual(lab.serverClosed().first?["bytes_in"] as? Int, 4000)
     }
 
+    func testWithoutCapabilitiesKernelModeRunsWithoutTheWireView() throws {
+        try TestEnvironment.requireTool("setpriv")
+        let lab = try SessionLab(self, hops: ["router"])
+        let nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", lab.binary, "connect", "--mode", "kernel",
+                      "--json", "--timeout", "0.5"]
+        let r = try lab.lab.run(.client, nobody + [lab.server])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let doc = try XCTUnwrap((try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any], r.stdout)
+        XCTAssertEqual(doc.verdict, "mptcp", "the kernel's own view needs no privilege")
+        XCTAssertEqual(wire(doc)["captured"] as? Bool, false)
+        XCTAssertTrue((wire(doc)["error"] as? String ?? "").contains("CAP_NET_RAW"), "\(wire(doc))")
+        XCTAssertEqual(diagMPTCP(doc)["fallback"] as? Bool, false)
+        XCTAssertEqual(lab.serverClosed().count, 1, "the session reached the server")
+        // Asking for a pcap without the capability is an error the user can act on (exit 77).
+        let p = try lab.lab.run(.client, nobody + ["--pcap", "\(lab.lab.stateDirectory)/nobody.pcap", lab.server])
+        XCTAssertEqual(p.status, 77)
+        XCTAssertTrue(p.stderr.contains("CAP_NET_RAW"), p.stderr)
+    }
+
     func testSYNStrippedLeavesThePlainSYNACKUnexplained() throws {
         let lab = try SessionLab(self, hops: ["router", "strip:30@syn"])
         let (doc, d, _) = try lab.connect(["--mode", "kernel"])

@@ -24,7 +24,7 @@ struct ConnectCommand: ParsableCommand {
             explained by the packet that caused it. Capturing needs CAP_NET_RAW; without it the \
             session still runs, without the wire view (unless --pcap is given). --join, --add-addr, \
             --mptcp-version and --checksum apply to crafted mode only: the kernel follows its own \
-            sysctls and path manager.
+            sysctls and path manager, and picks the source address and port itself.
 
             Exit status: 0 the session ran (whatever the verdict), 64 usage error, 68 the target \
             cannot be resolved or routed, 77 a capability is missing, 1 other failures.
