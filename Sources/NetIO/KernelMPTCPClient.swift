@@ -1,48 +1,31 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 import Wire
 
-/// A connection made by the host's own MPTCP stack (IPPROTO_MPTCP), and what the kernel says
-/// about it afterwards: what real applications get on this path.
+/// A connection made by the host's own MPTCP stack (IPPROTO_MPTCP), what the kernel says about
+/// it while it is open, and the packets it put on the wire: what real applications get on this path.
 public struct KernelSessionResult: Sendable {
     public enum Outcome: String, Sendable { case connected, refused, unreachable, timeout }
     public var outcome: Outcome
     public var error: String?
-    /// TCP_IS_MPTCP: 1 while the socket is MPTCP, 0 after a fallback.
-    public var isMPTCP: Bool?
-    /// MPTCP_INFO, when the kernel gives it (it refuses on a fallback socket on some kernels).
-    public var info: KernelMPTCPInfo?
-    public var infoError: String?
+    /// The connection's local end (getsockname), once connected.
+    public var localAddress: IPAddress?
+    public var localPort: UInt16?
+    /// The kernel's view after the data exchange, taken while the connection is established.
+    public var established = KernelSocketView()
+    /// TCP_IS_MPTCP and MPTCP_INFO again after the close exchange, just before close() (final byte counts).
+    public var atClose = KernelSocketView()
+    /// The raw sock_diag datagrams of `established` (hidden `--diag-raw`, for test fixtures).
+    public var diagDatagrams: [[UInt8]] = []
     public var bytesSent = 0
     public var received: [UInt8] = []
-}
-
-/// The fields of `struct mptcp_info` (linux/mptcp.h) this tool reports.
-public struct KernelMPTCPInfo: Sendable, Hashable {
-    public var subflows: UInt8
-    public var addAddrSignal: UInt8
-    public var addAddrAccepted: UInt8
-    public var flags: UInt32
-    public var token: UInt32
-    public var checksumEnabled: Bool
-    public var bytesSent: UInt64
-    public var bytesReceived: UInt64
-    public var bytesAcked: UInt64
-
-    public static let flagFallback: UInt32 = 1
-    public static let flagRemoteKeyReceived: UInt32 = 2
-    public var fallback: Bool { flags & Self.flagFallback != 0 }
-    public var remoteKeyReceived: Bool { flags & Self.flagRemoteKeyReceived != 0 }
-
-    /// Decodes the kernel's bytes (little-endian host); nil when too short.
-    public static func decode(_ b: [UInt8]) -> KernelMPTCPInfo? {
-        guard b.count >= 80 else { return nil }
-        func u32(_ o: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(b[o + $1]) << (8 * $1) } }
-        func u64(_ o: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(b[o + $1]) << (8 * $1) } }
-        return KernelMPTCPInfo(subflows: b[0], addAddrSignal: b[1], addAddrAccepted: b[2], flags: u32(8), token: u32(12),
-                               checksumEnabled: b[42] != 0, bytesSent: u64(56), bytesReceived: u64(64), bytesAcked: u64(72))
-    }
+    /// The connection's packets as captured (IP packets with their capture time), when capturing.
+    public var packets: [(time: Double, bytes: [UInt8])] = []
+    /// Why there are no packets (no CAP_NET_RAW, ...), or packets the capture lost.
+    public var captureError: String?
+    public var captureDropped = 0
 }
 
 public enum KernelMPTCPClient {
@@ -51,9 +34,85 @@ public enum KernelMPTCPClient {
     static let mptcpInfo: Int32 = 1
     static let tcpIsMPTCP: Int32 = 43
 
-    /// Connects, sends `payload`, half-closes, reads until the server closes (or `timeout`).
-    public static func run(target: IPAddress, port: UInt16, payload: [UInt8], timeout: Double) throws -> KernelSessionResult {
-        let family = { if case .v4 = target { return AF_INET } else { return AF_INET6 } }()
+    public struct Options: Sendable {
+        public var target: IPAddress
+        public var port: UInt16
+        public var payload: [UInt8]
+        /// Socket send/receive timeout in seconds.
+        public var timeout: Double
+        /// Take the kernel's view once this many bytes came back (the echo), else right after sending.
+        public var expectEcho: Bool
+        /// Capture the connection's packets on this device ("any" by default); nil: do not capture.
+        public var captureDevice: String?
+        /// Write the captured packets to this pcap file (raw IP).
+        public var pcapPath: String?
+        /// Keep the connection open this long after the kernel's view was taken (tests read `ss` meanwhile).
+        public var hold: Double = 0
+
+        public init(target: IPAddress, port: UInt16, payload: [UInt8], timeout: Double, expectEcho: Bool,
+                    captureDevice: String? = "any", pcapPath: String? = nil, hold: Double = 0) {
+            self.target = target
+            self.port = port
+            self.payload = payload
+            self.timeout = timeout
+            self.expectEcho = expectEcho
+            self.captureDevice = captureDevice
+            self.pcapPath = pcapPath
+            self.hold = hold
+        }
+    }
+
+    /// The BPF filter for the connection's packets (every subflow goes to the server's port).
+    public static func captureFilter(target: IPAddress, port: UInt16) -> String {
+        "\(target.isV4 ? "ip" : "ip6") host \(target) and tcp port \(port)"
+    }
+
+    /// Connects, sends the payload, reads the echo (or waits for the first answer bytes), takes
+    /// the kernel's view, half-closes and reads until the server closes (or the timeout).
+    /// Throws when the socket cannot be made, or when `pcapPath` is given and the capture cannot
+    /// be opened; a capture that cannot be opened otherwise is reported in `captureError`.
+    public static func run(_ o: Options) throws -> KernelSessionResult {
+        var capture: BackgroundCapture?
+        var captureError: String?
+        if let device = o.captureDevice {
+            do {
+                capture = try BackgroundCapture(PacketCapture.Options(device: device, filter: captureFilter(target: o.target, port: o.port),
+                                                                      bufferSize: 32 << 20))
+            } catch let e as NetIOError {
+                if o.pcapPath != nil { throw e }
+                captureError = e.message
+            } catch let e as PrivilegeError {
+                if o.pcapPath != nil { throw e }
+                captureError = "\(e)"
+            }
+        }
+        let writer: PcapFileWriter?
+        var result: KernelSessionResult
+        do {
+            writer = try o.pcapPath.map { try PcapFileWriter(path: $0) }
+            result = try connectAndExchange(o)
+        } catch {
+            _ = capture?.stop()
+            throw error
+        }
+        if let capture {
+            // The last FIN/ACKs: give them a moment to reach the capture.
+            usleep(150_000)
+            let (packets, dropped, failure) = capture.stop()
+            result.packets = packets.compactMap { p in p.packet.map { (p.timestamp.timeInterval, $0) } }
+            result.captureDropped = dropped
+            captureError = failure
+            if let writer {
+                for p in packets where p.network != nil { try writer.write(p) }
+            }
+        }
+        try writer?.close()
+        result.captureError = captureError
+        return result
+    }
+
+    static func connectAndExchange(_ o: Options) throws -> KernelSessionResult {
+        let family = o.target.isV4 ? AF_INET : AF_INET6
         let fd = socket(family, Int32(SOCK_STREAM.rawValue), ipprotoMPTCP)
         guard fd >= 0 else {
             let e = errno
@@ -61,25 +120,29 @@ public enum KernelMPTCPClient {
                 + (e == EPROTONOSUPPORT || e == ENOPROTOOPT ? " (MPTCP is disabled: sysctl net.mptcp.enabled=1)" : ""))
         }
         defer { close(fd) }
-        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
+        var tv = timeval(tv_sec: Int(o.timeout), tv_usec: Int((o.timeout - Double(Int(o.timeout))) * 1e6))
         _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var result = KernelSessionResult(outcome: .connected)
-        let rc: Int32
-        switch target {
+        var storage = sockaddr_storage()
+        let length: Int
+        switch o.target {
         case .v4(let a):
             var sin = sockaddr_in()
             sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_port = port.bigEndian
+            sin.sin_port = o.port.bigEndian
             withUnsafeMutableBytes(of: &sin.sin_addr) { $0.copyBytes(from: a.bytes) }
-            rc = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            withUnsafeMutableBytes(of: &storage) { s in withUnsafeBytes(of: sin) { s.copyBytes(from: $0) } }
+            length = MemoryLayout<sockaddr_in>.size
         case .v6(let a):
             var sin6 = sockaddr_in6()
             sin6.sin6_family = sa_family_t(AF_INET6)
-            sin6.sin6_port = port.bigEndian
+            sin6.sin6_port = o.port.bigEndian
             withUnsafeMutableBytes(of: &sin6.sin6_addr) { $0.copyBytes(from: a.bytes) }
-            rc = withUnsafePointer(to: &sin6) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+            withUnsafeMutableBytes(of: &storage) { s in withUnsafeBytes(of: sin6) { s.copyBytes(from: $0) } }
+            length = MemoryLayout<sockaddr_in6>.size
         }
+        let rc = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(length)) } }
         if rc != 0 {
             let e = errno
             result.error = errnoText(e, capability: nil)
@@ -90,31 +153,129 @@ public enum KernelMPTCPClient {
             }
             return result
         }
+        (result.localAddress, result.localPort) = localEnd(fd)
+
         var sent = 0
-        while sent < payload.count {
-            let n = payload[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        while sent < o.payload.count {
+            let n = o.payload[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if n <= 0 { result.error = "send: \(errnoText(errno, capability: nil))"; break }
             sent += n
         }
         result.bytesSent = sent
-        shutdown(fd, Int32(SHUT_WR))
+        // The view is taken while the connection is established: after the echo came back (the
+        // kernel has decided about fallback by then), or once the first answer bytes arrive.
         var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
+        var open = true
+        let wanted = o.expectEcho ? sent : 1
+        while result.received.count < wanted {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { open = n < 0; break }
+            result.received += chunk[0..<n]
+        }
+        (result.established, result.diagDatagrams) = view(fd, o, local: result.localPort)
+        if o.hold > 0 { usleep(UInt32(min(o.hold, 60) * 1e6)) }
+        shutdown(fd, Int32(SHUT_WR))
+        while open {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n <= 0 { break }
             result.received += chunk[0..<n]
         }
-        // What the kernel knows after the exchange, before our close (MPTCP_INFO needs an open socket).
+        (result.atClose, _) = view(fd, o, local: nil)
+        return result
+    }
+
+    /// TCP_IS_MPTCP, MPTCP_INFO and (when `local` is given) the sock_diag answers.
+    static func view(_ fd: Int32, _ o: Options, local: UInt16?) -> (KernelSocketView, [[UInt8]]) {
+        var v = KernelSocketView()
         var buffer = [UInt8](repeating: 0, count: 256)
         var length = socklen_t(buffer.count)
         if getsockopt(fd, solMPTCP, mptcpInfo, &buffer, &length) == 0 {
-            result.info = KernelMPTCPInfo.decode(Array(buffer[0..<Int(length)]))
+            v.info = KernelMPTCPInfo.decode(Array(buffer[0..<Int(length)]))
+            if v.info == nil { v.infoError = "MPTCP_INFO has \(length) bytes, fewer than this tool reads (80)" }
         } else {
-            result.infoError = errnoText(errno, capability: nil)
+            v.infoError = errnoText(errno, capability: nil)
         }
         var isMPTCP: Int32 = 0
         var l2 = socklen_t(4)
-        if getsockopt(fd, Int32(IPPROTO_TCP), tcpIsMPTCP, &isMPTCP, &l2) == 0 { result.isMPTCP = isMPTCP != 0 }
-        return result
+        if getsockopt(fd, Int32(IPPROTO_TCP), tcpIsMPTCP, &isMPTCP, &l2) == 0 { v.isMPTCP = isMPTCP != 0 }
+        guard let local else { return (v, []) }
+        var raw: [[UInt8]] = []
+        let family = o.target.isV4 ? InetDiag.familyIPv4 : InetDiag.familyIPv6
+        do {
+            let r = try SockDiag.dump(family: family, protocol: InetDiag.protocolMPTCP,
+                                      id: InetDiagSocketID(sourcePort: local, destinationPort: o.port), sequence: 1)
+            v.mptcpDiag = r.answer
+            raw += r.datagrams
+        } catch let e as NetIOError {
+            v.mptcpDiagError = e.message
+        } catch {
+            v.mptcpDiagError = "\(error)"
+        }
+        do {
+            // Joined subflows have other source ports: ask for every TCP socket to the server's port.
+            let r = try SockDiag.dump(family: family, protocol: InetDiag.protocolTCP,
+                                      id: InetDiagSocketID(destinationPort: o.port), sequence: 2)
+            v.tcpDiag = r.answer
+            raw += r.datagrams
+        } catch let e as NetIOError {
+            v.tcpDiagError = e.message
+        } catch {
+            v.tcpDiagError = "\(error)"
+        }
+        return (v, raw)
+    }
+
+    static func localEnd(_ fd: Int32) -> (IPAddress?, UInt16?) {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        guard rc == 0 else { return (nil, nil) }
+        return withUnsafeBytes(of: storage) { b -> (IPAddress?, UInt16?) in
+            let port = UInt16(b[2]) << 8 | UInt16(b[3])
+            switch Int32(storage.ss_family) {
+            case AF_INET: return (.v4(IPv4Address(b[4], b[5], b[6], b[7])), port)
+            case AF_INET6: return (IPv6Address(bytes: Array(b[8..<24])).map { .v6($0) }, port)
+            default: return (nil, nil)
+            }
+        }
+    }
+}
+
+/// A capture read on its own thread while the caller blocks in socket calls, so the kernel's
+/// ring cannot overflow during a long transfer.
+final class BackgroundCapture {
+    private let capture: PacketCapture
+    private let lock = NSLock()
+    private var packets: [CapturedPacket] = []
+    private var failure: String?
+    private var stopping = false
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ options: PacketCapture.Options) throws {
+        capture = try PacketCapture(options: options)
+        let thread = Thread { [self] in
+            while !lock.withLock({ stopping }) {
+                do {
+                    if let p = try capture.next(timeout: 0.05) { lock.withLock { packets.append(p) } }
+                } catch let e as NetIOError {
+                    lock.withLock { failure = e.message }
+                    break
+                } catch {
+                    break
+                }
+            }
+            done.signal()
+        }
+        thread.start()
+    }
+
+    /// Stops the reader, drains what is left, closes the capture.
+    func stop() -> ([CapturedPacket], dropped: Int, failure: String?) {
+        lock.withLock { stopping = true }
+        done.wait()
+        let rest = (try? capture.drain()) ?? []
+        let dropped = (try? capture.statistics().dropped) ?? 0
+        capture.close()
+        return lock.withLock { (packets + rest, dropped, failure) }
     }
 }

@@ -281,24 +281,148 @@ final class SessionLabTests: XCTestCase {
     }
 }
 
-/// Kernel mode: the host's MPTCP stack, as applications get it.
+/// Kernel mode: the host's MPTCP stack, as applications get it. The kernel's own view (TCP_IS_MPTCP,
+/// MPTCP_INFO, sock_diag) and the capture are asserted from the JSON; the server's counters, `ss`
+/// run in the client namespace while the connection is held open, and tshark on the pcap are the
+/// independent oracles.
 final class KernelModeLabTests: XCTestCase {
-    func testKernelModeCleanAndFallback() throws {
-        let lab = try SessionLab(self, hops: ["router"])
-        let (doc, d, _) = try lab.connect(["--mode", "kernel"])
-        XCTAssertEqual(doc["mode"] as? String, "kernel")
-        XCTAssertEqual(doc.verdict, "mptcp")
-        let k = doc["kernel"] as? [String: Any] ?? [:]
-        XCTAssertEqual(k["tcp_is_mptcp"] as? Bool, true)
-        XCTAssertEqual(k["remote_key_received"] as? Bool, true)
-        XCTAssertEqual(doc["payload"] as? String, "intact")
-        XCTAssertEqual(d["MPCapableACKRX"], 1)
+    func kernel(_ doc: [String: Any]) -> [String: Any] { doc["kernel"] as? [String: Any] ?? [:] }
+    func diag(_ doc: [String: Any]) -> [String: Any] { kernel(doc)["diag"] as? [String: Any] ?? [:] }
+    func diagMPTCP(_ doc: [String: Any]) -> [String: Any] { diag(doc)["mptcp"] as? [String: Any] ?? [:] }
+    func diagSubflows(_ doc: [String: Any]) -> [[String: Any]] { diag(doc)["subflows"] as? [[String: Any]] ?? [] }
+    func wire(_ doc: [String: Any]) -> [String: Any] { doc["wire"] as? [String: Any] ?? [:] }
+    func evidence(_ doc: [String: Any]) -> [[String: Any]] { doc["evidence"] as? [[String: Any]] ?? [] }
 
-        let stripped = try SessionLab(self, hops: ["router", "strip:30@syn"])
-        let (doc2, d2, _) = try stripped.connect(["--mode", "kernel"])
-        XCTAssertEqual(doc2.verdict, "unclear", "the kernel cannot say why it fell back")
-        XCTAssertEqual((doc2["kernel"] as? [String: Any])?["tcp_is_mptcp"] as? Bool, false)
-        XCTAssertEqual(d2["MPCapableSYNRX"] ?? 0, 0)
+    func testCleanPathDiagShowsAnMPTCPSocketAndSubflowAndSSAgrees() throws {
+        let lab = try SessionLab(self, hops: ["router"])
+        // Held open for 4 s after the kernel's view is taken, while `ss` reads the same sockets.
+        let out = "\(lab.lab.stateDirectory)/kernel-held.json"
+        let before = try lab.counters()
+        let p = try lab.start(.client, ["sh", "-c", "exec \(lab.binary) connect --json --mode kernel --timeout 0.5 --hold 4 \(lab.server) > \(out)"])
+        var ssM = "", ssT = ""
+        let deadline = Date().addingTimeInterval(8)
+        while Date() < deadline {
+            ssM = try lab.lab.check(.client, ["ss", "-M", "-n", "-i", "-H"])
+            ssT = try lab.lab.check(.client, ["ss", "-t", "-n", "-i", "-e", "-H", "dport", "=", ":80"])
+            if ssM.contains("\(lab.server):80"), ssM.contains("token:"), ssT.contains("tcp-ulp-mptcp") { break }
+            usleep(100_000)
+        }
+        p.waitUntilExit()
+        usleep(200_000)
+        let after = try lab.counters()
+        let doc = try XCTUnwrap((try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out)))) as? [String: Any],
+                                (try? String(contentsOfFile: out, encoding: .utf8)) ?? "no output")
+        XCTAssertEqual(doc.verdict, "mptcp")
+        XCTAssertEqual(doc["payload"] as? String, "intact")
+        XCTAssertEqual(kernel(doc)["tcp_is_mptcp"] as? Bool, true)
+        XCTAssertEqual(kernel(doc)["remote_key_received"] as? Bool, true)
+        let m = diagMPTCP(doc)
+        XCTAssertEqual(m["state"] as? String, "ESTAB")
+        XCTAssertEqual(m["fallback"] as? Bool, false)
+        XCTAssertEqual(m["remote_key_received"] as? Bool, true)
+        let subs = diagSubflows(doc)
+        XCTAssertEqual(subs.count, 1)
+        let sub = try XCTUnwrap(subs.first)
+        XCTAssertEqual(sub["ulp"] as? String, "mptcp")
+        XCTAssertEqual(sub["flags"] as? String, "Mmec", "MP_CAPABLE both ways, fully established, connected")
+        XCTAssertEqual(sub["token_local"] as? String, m["token"] as? String)
+        XCTAssertEqual(wire(doc)["syn_mp_capable"] as? Bool, true)
+        XCTAssertEqual(wire(doc)["synack_mp_capable"] as? Bool, true)
+        XCTAssertEqual(wire(doc)["third_ack_mp_capable"] as? Bool, true)
+        XCTAssertGreaterThan(wire(doc)["data_in_with_dss"] as? Int ?? 0, 0)
+        XCTAssertEqual(Int64(after["MPTcpExtMPCapableACKRX"] ?? 0) - Int64(before["MPTcpExtMPCapableACKRX"] ?? 0), 1)
+        XCTAssertEqual(Int64(after["MPTcpExtMPCapableFallbackACK"] ?? 0) - Int64(before["MPTcpExtMPCapableFallbackACK"] ?? 0), 0)
+
+        // ss, reading the kernel on its own, saw the same socket, token and subflow flags.
+        let token = try XCTUnwrap(m["token"] as? String)
+        XCTAssertTrue(ssM.contains("token:\(token) "), "ss -M: \(ssM)")
+        XCTAssertTrue(ssM.contains("remote_key"))
+        XCTAssertFalse(ssM.contains("fallback"))
+        XCTAssertTrue(ssM.contains(":\(sub["sport"] as? Int ?? -1) "), ssM)
+        XCTAssertTrue(ssT.contains("tcp-ulp-mptcp flags:Mmec "), "ss -tie: \(ssT)")
+        XCTAssertTrue(ssT.contains("/\(token)(id:"), "ss -tie shows the local token: \(ssT)")
+    }
+
+    func testSYNACKStrippedIsNamedByTheWireAndTheKernelFellBack() throws {
+        try TestEnvironment.requireTool("tshark")
+        let lab = try SessionLab(self, hops: ["router", "strip:30@synack"])
+        let pcap = "\(lab.lab.stateDirectory)/kernel-synack.pcap"
+        let (doc, d, _) = try lab.connect(["--mode", "kernel", "--pcap", pcap])
+        XCTAssertEqual(doc.verdict, "fallback.synack-stripped")
+        XCTAssertEqual(doc.detail["fallback"], "synack")
+        XCTAssertEqual(kernel(doc)["tcp_is_mptcp"] as? Bool, false)
+        XCTAssertNotNil(kernel(doc)["mptcp_info_error"], "this kernel refuses MPTCP_INFO after a fallback")
+        XCTAssertEqual(diagMPTCP(doc)["fallback"] as? Bool, true, "sock_diag still shows the MPTCP level")
+        XCTAssertEqual(diagMPTCP(doc)["remote_key_received"] as? Bool, false)
+        XCTAssertEqual(diagSubflows(doc).first?["flags"] as? String, "mc", "we asked for MP_CAPABLE, the peer's never came")
+        XCTAssertEqual(wire(doc)["syn_mp_capable"] as? Bool, true)
+        XCTAssertEqual(wire(doc)["synack_mp_capable"] as? Bool, false)
+        let named = evidence(doc).first { $0["dir"] as? String == "in" && ($0["why"] as? String ?? "").contains("NOPs") }
+        let n = try XCTUnwrap(named?["packet"] as? Int, "\(evidence(doc))")
+        let packets = doc["packets"] as? [[String: Any]] ?? []
+        XCTAssertEqual(packets.first { $0["n"] as? Int == n }?["label"] as? String, "synack")
+        XCTAssertEqual(doc["payload"] as? String, "intact", "the data still went through, as TCP")
+        // The server saw our MP_CAPABLE and fell back when our third ACK came without one.
+        XCTAssertEqual(d["MPCapableSYNRX"], 1)
+        XCTAssertEqual(d["MPCapableFallbackACK"], 1)
+        XCTAssertEqual(d["MPCapableACKRX"] ?? 0, 0)
+        // tshark reads the pcap: our SYN with MP_CAPABLE, the SYN/ACK without.
+        let synMPC = try TestShell.check(["tshark", "-r", pcap, "-Y", "tcp.flags.syn==1 && tcp.flags.ack==0 && tcp.options.mptcp.subtype==0"])
+        let synAckMPC = try TestShell.check(["tshark", "-r", pcap, "-Y", "tcp.flags.syn==1 && tcp.flags.ack==1 && tcp.options.mptcp.subtype==0"])
+        let synAck = try TestShell.check(["tshark", "-r", pcap, "-Y", "tcp.flags.syn==1 && tcp.flags.ack==1"])
+        XCTAssertEqual(synMPC.split(separator: "\n").count, 1)
+        XCTAssertEqual(synAckMPC.split(separator: "\n").count, 0)
+        XCTAssertEqual(synAck.split(separator: "\n").count, 1)
+    }
+
+    func testThirdACKStrippedIsNamedByTheServersAnswer() throws {
+        let lab = try SessionLab(self, hops: ["router", "strip:30@nonsyn"])
+        let (doc, d, _) = try lab.connect(["--mode", "kernel"])
+        XCTAssertEqual(doc.verdict, "fallback.ack-stripped")
+        XCTAssertEqual(kernel(doc)["tcp_is_mptcp"] as? Bool, false)
+        XCTAssertEqual(diagMPTCP(doc)["fallback"] as? Bool, true)
+        XCTAssertEqual(diagMPTCP(doc)["remote_key_received"] as? Bool, true, "the SYN/ACK's key arrived; the fallback came after")
+        XCTAssertEqual(wire(doc)["synack_mp_capable"] as? Bool, true)
+        XCTAssertEqual(wire(doc)["third_ack_mp_capable"] as? Bool, true, "our third ACK left with both keys")
+        let named = evidence(doc).first { $0["dir"] as? String == "in" && ($0["why"] as? String ?? "").contains("no MPTCP option") }
+        XCTAssertNotNil(named?["packet"] as? Int, "\(evidence(doc))")
+        XCTAssertTrue(evidence(doc).contains { $0["dir"] as? String == "out" && ($0["why"] as? String ?? "").contains("third ACK carries MP_CAPABLE") })
+        // The server got our MP_CAPABLE SYN but never our keys, and fell back.
+        XCTAssertEqual(d["MPCapableSYNRX"], 1)
+        XCTAssertEqual(d["MPCapableACKRX"] ?? 0, 0)
+        XCTAssertEqual(d["MPCapableFallbackACK"], 1)
+        XCTAssertEqual(lab.serverClosed().first?["bytes_in"] as? Int, 4000)
+    }
+
+    func testWithoutCapabilitiesKernelModeRunsWithoutTheWireView() throws {
+        try TestEnvironment.requireTool("setpriv")
+        let lab = try SessionLab(self, hops: ["router"])
+        let nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", lab.binary, "connect", "--mode", "kernel",
+                      "--json", "--timeout", "0.5"]
+        let r = try lab.lab.run(.client, nobody + [lab.server])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let doc = try XCTUnwrap((try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any], r.stdout)
+        XCTAssertEqual(doc.verdict, "mptcp", "the kernel's own view needs no privilege")
+        XCTAssertEqual(wire(doc)["captured"] as? Bool, false)
+        XCTAssertTrue((wire(doc)["error"] as? String ?? "").contains("CAP_NET_RAW"), "\(wire(doc))")
+        XCTAssertEqual(diagMPTCP(doc)["fallback"] as? Bool, false)
+        XCTAssertEqual(lab.serverClosed().count, 1, "the session reached the server")
+        // Asking for a pcap without the capability is an error the user can act on (exit 77).
+        let p = try lab.lab.run(.client, nobody + ["--pcap", "\(lab.lab.stateDirectory)/nobody.pcap", lab.server])
+        XCTAssertEqual(p.status, 77)
+        XCTAssertTrue(p.stderr.contains("CAP_NET_RAW"), p.stderr)
+    }
+
+    func testSYNStrippedLeavesThePlainSYNACKUnexplained() throws {
+        let lab = try SessionLab(self, hops: ["router", "strip:30@syn"])
+        let (doc, d, _) = try lab.connect(["--mode", "kernel"])
+        XCTAssertEqual(doc.verdict, "unclear", "a plain SYN/ACK: no MPTCP server or a stripped SYN; only crafted mode can tell")
+        XCTAssertEqual(doc.detail["fallback"], "synack")
+        XCTAssertEqual(kernel(doc)["tcp_is_mptcp"] as? Bool, false)
+        XCTAssertEqual(diagMPTCP(doc)["fallback"] as? Bool, true)
+        XCTAssertEqual(wire(doc)["syn_mp_capable"] as? Bool, true, "captured before the box")
+        XCTAssertEqual(wire(doc)["synack_mp_capable"] as? Bool, false)
+        XCTAssertEqual(d["MPCapableSYNRX"] ?? 0, 0)
     }
 }
 

@@ -16,7 +16,15 @@ struct ConnectCommand: ParsableCommand {
             (docs/sessions.md). While it runs, an nftables table keeps the local kernel from \
             resetting the crafted connection (needs CAP_NET_ADMIN); it is removed on exit.
 
-            Kernel mode connects with the host's own MPTCP stack and reports what it experienced.
+            Kernel mode (--mode kernel) connects with the host's own MPTCP stack (IPPROTO_MPTCP), \
+            sends the same data and reads the echo, then reports what the kernel says while the \
+            connection is open (TCP_IS_MPTCP, MPTCP_INFO, and the sock_diag view of `ss -M` and \
+            `ss -ti`: the MPTCP socket and its subflows) and what a capture of the connection shows \
+            (MP_CAPABLE on SYN, SYN/ACK, third ACK and first data; DSS both ways), so a fallback is \
+            explained by the packet that caused it. Capturing needs CAP_NET_RAW; without it the \
+            session still runs, without the wire view (unless --pcap is given). --join, --add-addr, \
+            --mptcp-version and --checksum apply to crafted mode only: the kernel follows its own \
+            sysctls and path manager, and picks the source address and port itself.
 
             Exit status: 0 the session ran (whatever the verdict), 64 usage error, 68 the target \
             cannot be resolved or routed, 77 a capability is missing, 1 other failures.
@@ -77,10 +85,18 @@ struct ConnectCommand: ParsableCommand {
     @Flag(name: .long, help: .hidden)
     var noRstGuard = false
 
+    // Kernel mode test hooks: keep the connection open after the kernel's view was taken (so a
+    // test can run `ss` meanwhile), and write the raw sock_diag answers as hex lines (fixtures).
+    @Option(name: .long, help: .hidden)
+    var hold: Double?
+
+    @Option(name: .long, help: .hidden)
+    var diagRaw: String?
+
     @Flag(name: .long, help: "Print the JSON document (schema mptracebox.session/1).")
     var json = false
 
-    @Option(name: .long, help: "Write every packet sent and received to this pcap file.")
+    @Option(name: .long, help: "Write every packet sent and received to this pcap file (kernel mode: the connection's packets as captured).")
     var pcap: String?
 
     func validate() throws {
@@ -92,6 +108,7 @@ struct ConnectCommand: ParsableCommand {
         if joinPort == 0 { throw ValidationError("--join-port 0 is not a usable port") }
         if http && data != nil { throw ValidationError("give --http or --data, not both") }
         if mode == .kernel && (fastclose || prio) { throw ValidationError("--fastclose and --prio need --mode crafted") }
+        if let h = hold, !(0...60).contains(h) { throw ValidationError("--hold must be 0 to 60 seconds") }
     }
 
     func payload(host: String) -> [UInt8] {
@@ -142,55 +159,34 @@ struct ConnectCommand: ParsableCommand {
         }
     }
 
-    /// Kernel mode: the host's MPTCP stack does the session; the report is what it says.
+    /// Kernel mode: the host's MPTCP stack does the session; NetIO observes it, Session judges it.
     func runKernel(_ targetAddress: IPAddress) throws {
         let data = payload(host: target.target)
-        let r = try KernelMPTCPClient.run(target: targetAddress, port: target.dport, payload: data, timeout: timeout * Double(1 + retries))
-        var evidence: [JSON] = []
-        let verdict: String
-        switch r.outcome {
-        case .refused: verdict = "refused"
-        case .unreachable: verdict = "unreachable"
-        case .timeout: verdict = "timeout"
-        case .connected:
-            if r.isMPTCP == true, r.info.map({ !$0.fallback }) ?? true {
-                verdict = "mptcp"
-                evidence.append(["why": "TCP_IS_MPTCP is 1 and MPTCP_INFO shows no fallback"])
-            } else {
-                // The kernel does not say why it fell back; crafted mode does.
-                verdict = "unclear"
-                evidence.append(["why": .string("the kernel fell back to TCP (TCP_IS_MPTCP \(r.isMPTCP.map { $0 ? 1 : 0 } ?? -1)\(r.info?.fallback == true ? ", MPTCP_INFO flag FALLBACK" : ""); run --mode crafted to learn why")])
-            }
+        let expectEcho = echo && !http
+        var options = KernelMPTCPClient.Options(target: targetAddress, port: target.dport, payload: data,
+                                                timeout: timeout * Double(1 + retries), expectEcho: expectEcho,
+                                                captureDevice: target.interface ?? "any", pcapPath: pcap)
+        options.hold = hold ?? 0
+        let r = try KernelMPTCPClient.run(options)
+        if let path = diagRaw {
+            let text = r.diagDatagrams.map { $0.map { String(format: "%02x", $0) }.joined() }.joined(separator: "\n") + "\n"
+            do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch { throw CLIError.usage("cannot write --diag-raw \(path): \(error)") }
         }
-        if let e = r.error { evidence.append(["why": .string(e)]) }
-        let echoOK = echo && !http ? Array(r.received.prefix(data.count)) == data : nil
-        var kernel: [(String, JSON)] = [("tcp_is_mptcp", r.isMPTCP.map { .bool($0) } ?? .null)]
-        if let i = r.info {
-            kernel += [("subflows", .number(i.subflows)), ("flags", .number(i.flags)), ("fallback", .bool(i.fallback)),
-                       ("remote_key_received", .bool(i.remoteKeyReceived)), ("checksums", .bool(i.checksumEnabled)),
-                       ("add_addr_signal", .number(i.addAddrSignal)), ("add_addr_accepted", .number(i.addAddrAccepted)),
-                       ("bytes_acked", .number(i.bytesAcked)), ("bytes_received", .number(i.bytesReceived))]
-        } else if let e = r.infoError {
-            kernel.append(("mptcp_info_error", .string(e)))
-        }
-        let doc: JSON = .object([
-            ("schema", .string(SessionReport.schema)), ("target", .string("\(targetAddress)")), ("port", .number(target.dport)),
-            ("mode", "kernel"), ("version", r.isMPTCP == true ? 1 : .null), ("verdict", .string(verdict)), ("evidence", .array(evidence)),
-            ("subflows", .array([.object([("kind", "initial"), ("verdict", .string(verdict))])])),
-            ("kernel", .object(kernel)),
-            ("payload", .string(echoOK == nil ? "unchecked" : echoOK! ? "intact" : "changed")),
-            ("counters", .object([("bytes_sent", .number(r.bytesSent)), ("bytes_acked_data_level", r.info.map { .number($0.bytesAcked) } ?? .null),
-                                  ("bytes_received", .number(r.received.count))])),
-        ])
-        if json {
-            print(doc.rendered(pretty: true))
-        } else {
-            print("MPTCP session to \(targetAddress) port \(target.dport) (kernel stack)")
-            print("  connect: \(r.outcome.rawValue)" + (r.error.map { " (\($0))" } ?? ""))
-            if let m = r.isMPTCP { print("  TCP_IS_MPTCP: \(m ? 1 : 0)") }
-            if let i = r.info { print("  MPTCP_INFO: subflows \(i.subflows), fallback \(i.fallback), remote key received \(i.remoteKeyReceived), bytes acked \(i.bytesAcked)") }
-            print("  sent \(r.bytesSent) bytes, received \(r.received.count)" + (echoOK.map { $0 ? " (equal to what was sent)" : " (NOT equal to what was sent)" } ?? ""))
-            print("verdict: \(verdict)")
-        }
+        var facts = KernelSessionFacts(outcome: KernelSessionFacts.Outcome(rawValue: r.outcome.rawValue) ?? .timeout,
+                                       target: targetAddress, port: target.dport)
+        facts.error = r.error
+        facts.localAddress = r.localAddress
+        facts.localPort = r.localPort
+        facts.payload = data
+        facts.expectEcho = expectEcho
+        facts.bytesSent = r.bytesSent
+        facts.received = r.received
+        facts.established = r.established
+        facts.atClose = r.atClose
+        facts.captured = r.captureError != nil && r.packets.isEmpty ? nil : r.packets
+        facts.captureError = r.captureError
+        facts.captureDropped = r.captureDropped
+        let analysis = KernelSessionReport.analyse(facts)
+        print(json ? KernelSessionReport.json(facts, analysis).rendered(pretty: true) : KernelSessionReport.text(facts, analysis))
     }
 }
