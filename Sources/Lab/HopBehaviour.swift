@@ -119,6 +119,9 @@ public enum HopBehaviour: Sendable, Hashable {
     case drop(OptionSelector, on: SegmentClass, hook: Hook)
     /// Replaces the option with EOL. [element]
     case replaceWithEOL(OptionSelector, on: SegmentClass, hook: Hook)
+    /// Inverts the option's value bytes (keys, HMACs, nonces, tokens), keeping its kind, length
+    /// and MPTCP subtype; the TCP checksum is fixed. [element]
+    case corrupt(OptionSelector, on: SegmentClass, hook: Hook)
     /// Sets the MSS option of SYN and SYN/ACK segments to this value.
     case setMSS(UInt16)
     /// Lowers the MSS option to this value (or to the route's MTU when nil) when it is larger.
@@ -165,7 +168,7 @@ public enum HopBehaviour: Sendable, Hashable {
         switch self {
         case .directed(let b, _):
             return b.isElement
-        case .rfc792Quotes, .replaceWithEOL, .remove, .randomiseSequence, .payloadRewrite, .split, .coalesce,
+        case .rfc792Quotes, .replaceWithEOL, .remove, .corrupt, .randomiseSequence, .payloadRewrite, .split, .coalesce,
              .echoMPCapable, .delay, .loss, .duplicate, .reorder:
             return true
         case .strip(let sel, _, _):
@@ -184,11 +187,13 @@ public enum HopBehaviour: Sendable, Hashable {
         case .directed(let b, _):
             // The direction is enforced by the queue rules (`-i left|right`), not the element.
             return b.elementArgument
-        case .strip(let sel, let cls, let hook), .replaceWithEOL(let sel, let cls, let hook), .remove(let sel, let cls, let hook):
+        case .strip(let sel, let cls, let hook), .replaceWithEOL(let sel, let cls, let hook), .remove(let sel, let cls, let hook),
+             .corrupt(let sel, let cls, let hook):
             let name: String
             switch self {
             case .strip: name = "strip"
             case .remove: name = "remove"
+            case .corrupt: name = "corrupt"
             default: name = "eol"
             }
             return "\(name):\(sel)@\(cls.rawValue)@\(hook.rawValue)"
@@ -211,6 +216,7 @@ extension HopBehaviour: CustomStringConvertible {
         case .drop(let sel, let cls, let hook): return "drop:\(sel)" + qualifiers(cls, hook, default: .all)
         case .remove(let sel, let cls, let hook): return "remove:\(sel)" + qualifiers(cls, hook, default: .all)
         case .replaceWithEOL(let sel, let cls, let hook): return "eol:\(sel)" + qualifiers(cls, hook, default: .all)
+        case .corrupt(let sel, let cls, let hook): return "corrupt:\(sel)" + qualifiers(cls, hook, default: .all)
         case .setMSS(let v): return "mss:\(v)"
         case .clampMSS(let v): return v.map { "mss:clamp:\($0)" } ?? "mss:clamp"
         case .setDSCP(let v): return "dscp:\(v)"
@@ -241,7 +247,8 @@ extension HopBehaviour {
     /// Every behaviour name, for help texts and error messages.
     public static let names = [
         "router", "silent", "ratelimit[:MS]", "rfc792", "strip:KIND[/SUB][@CLASS][@pre][@DIR]",
-        "drop:KIND[/SUB][@CLASS][@pre][@DIR]", "remove:KIND[/SUB][@CLASS][@pre][@DIR]", "eol:KIND[@CLASS][@pre][@DIR]", "mss:N", "mss:clamp[:N]",
+        "drop:KIND[/SUB][@CLASS][@pre][@DIR]", "remove:KIND[/SUB][@CLASS][@pre][@DIR]", "eol:KIND[@CLASS][@pre][@DIR]",
+        "corrupt:KIND[/SUB][@CLASS][@pre][@DIR]", "mss:N", "mss:clamp[:N]",
         "dscp:N", "ecn:clear|ect0|ect1|ce", "ttl:N", "nat", "synproxy", "proxy", "seqrand",
         "payload:FIND=REPLACE", "split:N", "coalesce", "echo-mpc", "delay:MS", "loss:P", "dup:P",
         "reorder:P",
@@ -282,8 +289,8 @@ extension HopBehaviour {
             guard arg == nil else { throw LabSpecError.badBehaviour(text, "'\(name)' takes no argument") }
         }
         if let direction {
-            guard ["strip", "drop", "remove", "eol"].contains(name) else {
-                throw LabSpecError.badBehaviour(text, "@\(direction.rawValue) applies to strip, drop, remove and eol only")
+            guard ["strip", "drop", "remove", "eol", "corrupt"].contains(name) else {
+                throw LabSpecError.badBehaviour(text, "@\(direction.rawValue) applies to strip, drop, remove, eol and corrupt only")
             }
             let inner = try HopBehaviour(parsing: ([head] + pieces.filter { TrafficDirection(rawValue: $0.lowercased()) == nil }).joined(separator: "@"))
             self = .directed(inner, direction)
@@ -315,6 +322,10 @@ extension HopBehaviour {
         case "drop": self = .drop(try OptionSelector(parsing: needArg()), on: cls ?? .all, hook: hook)
         case "remove": self = .remove(try OptionSelector(parsing: needArg()), on: cls ?? .all, hook: hook)
         case "eol": self = .replaceWithEOL(try OptionSelector(parsing: needArg()), on: cls ?? .all, hook: hook)
+        case "corrupt":
+            let sel = try OptionSelector(parsing: needArg())
+            guard sel.kind > 1 else { throw LabSpecError.badBehaviour(text, "EOL and NOP have no value bytes to corrupt") }
+            self = .corrupt(sel, on: cls ?? .all, hook: hook)
         case "mss":
             try noQualifiers()
             let a = try needArg()

@@ -233,7 +233,9 @@ public enum SessionClassifier {
                 return Verdict("join.syn-stripped", [syn, ev(i, r, "the server answered our MP_JOIN SYN as a plain new connection: it did not see MP_JOIN")].compactMap { $0 })
             }
             if f.joinHMACValid == false {
-                return Verdict("join.hmac-mismatch", [syn, ev(i, r, "the SYN/ACK's truncated HMAC does not match the keys and nonces")].compactMap { $0 })
+                let ourReset = r.packets.first { $0.direction == .out && $0.subflow == 1 && ($0.packet.tcp?.header.flags.contains(.rst) ?? false) }
+                return Verdict("join.hmac-mismatch", [syn, ev(i, r, "the SYN/ACK's truncated HMAC does not match the keys and nonces"),
+                                                      ourReset.map { ev($0.index, r, "we closed the subflow: RST with MP_TCPRST reason 1, MPTCP specific error (RFC 8684 §3.2)") }].compactMap { $0 })
             }
             if let rst = f.joinReset {
                 return Verdict("join.rst", [syn, ev(rst.packet, r, rst.reason.map { "RST with MP_TCPRST reason \($0) after our third ACK" } ?? "RST after our third ACK")].compactMap { $0 },

@@ -451,8 +451,10 @@ public final class SessionEngine {
         for s in subflows where !s.reset { try sendReset(s) }
     }
 
-    func sendReset(_ sf: Subflow) throws {
-        try send(sf.segment(flags: [.rst, .ack], options: []), subflow: sf, label: "rst")
+    /// Resets a subflow; `reason` adds MP_TCPRST (RFC 8684 §3.6) with that reason code.
+    func sendReset(_ sf: Subflow, reason: MPTCPReset.Reason? = nil) throws {
+        let options: [TCPOption] = reason.map { [.mptcp(.reset(MPTCPReset(reason: $0.rawValue)))] } ?? []
+        try send(sf.segment(flags: [.rst, .ack], options: options), subflow: sf, label: reason == nil ? "rst" : "rst (mp_tcprst \(reason!.rawValue))")
         sf.reset = true
     }
 
@@ -481,15 +483,17 @@ public final class SessionEngine {
             record.facts.joinSynAckNOPRun = seg.header.options.longestNOPRun
             var peer: (UInt64, UInt32)?
             for m in seg.header.options.mptcp { if case .join(let j) = m, case .synAck(let h, let n) = j.stage { peer = (h, n) } }
+            // RFC 8684 §3.2: a SYN/ACK without MP_JOIN or with a wrong HMAC closes the subflow
+            // with a RST carrying MP_TCPRST "MPTCP specific error".
             guard let (theirHMAC, theirNonce) = peer else {
-                try sendReset(sf)
+                try sendReset(sf, reason: .mptcpSpecific)
                 return nil
             }
             record.facts.joinSynAckHasJoin = true
             let expected = try MPTCPHMAC.joinSynAck(version, responderKey: rk, initiatorKey: localKey, responderNonce: theirNonce, initiatorNonce: nonce)
             record.facts.joinHMACValid = expected == theirHMAC
             guard expected == theirHMAC else {
-                try sendReset(sf)
+                try sendReset(sf, reason: .mptcpSpecific)
                 return nil
             }
             let hmac = try MPTCPHMAC.joinAck(version, initiatorKey: localKey, responderKey: rk, initiatorNonce: nonce, responderNonce: theirNonce)

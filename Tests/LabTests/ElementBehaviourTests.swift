@@ -7,7 +7,7 @@ final class ElementBehaviourTests: XCTestCase {
             "strip:30/2@data", "strip:30", "remove:30/2@data", "drop:30/0@syn", "eol:30@syn", "eol:8@synack",
             "seqrand", "payload:s/HELLO/HOLLA/", "payload:x/00ff/ff00/", "payload:o/4/deadbeef/", "split:100",
             "coalesce", "echo-mpc", "delay:20", "loss:5", "dup:12.5", "reorder:30", "rfc792",
-            "strip:30/1@synack@pre", "loss:10@data", "delay:5@ack",
+            "strip:30/1@synack@pre", "loss:10@data", "delay:5@ack", "corrupt:30/1@synack", "corrupt:30", "corrupt:2@syn@pre",
         ]
         for t in texts {
             let b = try ElementBehaviour(parsing: t)

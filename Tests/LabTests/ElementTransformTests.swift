@@ -111,6 +111,40 @@ final class ElementTransformTests: XCTestCase {
         try assertTCPChecksumValid(out)
     }
 
+    /// corrupt: the MP_JOIN SYN/ACK keeps kind, length, subtype and address id; its truncated
+    /// HMAC and nonce are inverted; the checksum stays valid; other segments and options pass.
+    func testCorruptInvertsTheOptionValueAndKeepsTheChecksumValid() throws {
+        var p = try pipeline("corrupt:30/1@synack")
+        let join = MPJoin(flags: 0, addressID: 3, stage: .synAck(truncatedHMAC: 0x0123_4567_89ab_cdef, senderNonce: 0xdead_beef))
+        for v6 in [false, true] {
+            let original = Self.segment(v6: v6, reverse: true, flags: [.syn, .ack], options: [.maximumSegmentSize(1460), .mptcp(.join(join))])
+            let out = modified(p.process(original, context: fwd))
+            XCTAssertEqual(out.count, original.count)
+            try assertTCPChecksumValid(out)
+            let opts = try XCTUnwrap(IPPacket.parse(out).tcp).header.options
+            XCTAssertEqual(opts.options.first, .maximumSegmentSize(1460))
+            guard case .mptcp(.join(let j))? = opts.options.last, case .synAck(let hmac, let nonce) = j.stage else {
+                return XCTFail("still an MP_JOIN SYN/ACK: \(opts.options)")
+            }
+            XCTAssertEqual(j.addressID, 3)
+            XCTAssertEqual(hmac, ~0x0123_4567_89ab_cdef)
+            XCTAssertEqual(nonce, ~0xdead_beef)
+            // Only the 12 value bytes (at option offset 4) and the checksum changed.
+            let t = v6 ? 40 : 20, start = t + 20 + 4 + 4
+            let changed = (0..<out.count).filter { out[$0] != original[$0] }
+            XCTAssertEqual(Set(changed).subtracting([t + 16, t + 17]), Set(start..<(start + 12)), "\(changed)")
+        }
+        // A join SYN (another class) and an MP_CAPABLE SYN/ACK (another subtype) pass untouched.
+        let syn = Self.segment(flags: .syn, options: [.mptcp(.join(MPJoin(stage: .syn(receiverToken: 1, senderNonce: 2))))])
+        XCTAssertEqual(p.process(syn, context: fwd).verdict, .accept)
+        let mpc = Self.segment(reverse: true, flags: [.syn, .ack], options: [.mptcp(.capable(MPCapable(senderKey: 5)))])
+        XCTAssertEqual(p.process(mpc, context: fwd).verdict, .accept)
+        // Which bytes: MPTCP after the 4-byte header (3 for 4-byte options), others after kind and length.
+        XCTAssertEqual(Transforms.corruptedRange(kind: 30, length: 16), 4..<16)
+        XCTAssertEqual(Transforms.corruptedRange(kind: 30, length: 4), 3..<4)
+        XCTAssertEqual(Transforms.corruptedRange(kind: 2, length: 4), 2..<4)
+    }
+
     func testDropSelectsSegmentsCarryingTheOption() throws {
         var p = try pipeline("drop:30/0@syn")
         XCTAssertEqual(p.process(Self.segment(flags: .syn, options: [.mptcp(.capable(MPCapable()))]), context: fwd).verdict, .drop)

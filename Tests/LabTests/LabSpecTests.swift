@@ -9,7 +9,7 @@ final class LabSpecTests: XCTestCase {
             "strip:30/2@data", "strip:8@nonsyn", "drop:30/1@syn", "drop:30", "eol:30@syn", "mss:1300",
             "mss:clamp", "mss:clamp:1200", "dscp:46", "ecn:clear", "ecn:ce", "ttl:3", "nat", "synproxy",
             "proxy", "seqrand", "payload:GET=PUT", "split:100", "coalesce", "echo-mpc", "delay:20",
-            "loss:2.5", "dup:10", "reorder:5",
+            "loss:2.5", "dup:10", "reorder:5", "corrupt:30/1@synack", "corrupt:30", "corrupt:8@syn@pre",
         ]
         for t in texts {
             let b = try HopBehaviour(parsing: t)
@@ -40,7 +40,7 @@ final class LabSpecTests: XCTestCase {
     func testBadBehavioursAreRejectedWithAReason() {
         let bad = ["strip", "strip:300", "strip:8/1", "strip:30/99", "strip:30@sideways", "mss:10", "mss:abc",
                    "dscp:64", "ecn:maybe", "ttl:0", "loss:150", "payload:nothing", "silent:3", "nat@syn",
-                   "teleport", "strip:30@syn@synack", ""]
+                   "teleport", "strip:30@syn@synack", "", "corrupt", "corrupt:1", "corrupt:0@syn", "corrupt:30/42"]
         for t in bad {
             XCTAssertThrowsError(try HopBehaviour(parsing: t), t) { e in
                 guard case LabSpecError.badBehaviour = e else { return XCTFail("\(t): \(e)") }
@@ -129,7 +129,8 @@ final class LabSpecTests: XCTestCase {
 
     /// `@toserver` / `@toclient`: one direction of a hop, by the interface packets come in on.
     func testDirectedBehavioursParseAndRender() throws {
-        for t in ["strip:30@data@toclient", "strip:30/2@toserver", "drop:30/1@syn@pre@toserver", "remove:30/3@toclient", "eol:30@toserver"] {
+        for t in ["strip:30@data@toclient", "strip:30/2@toserver", "drop:30/1@syn@pre@toserver", "remove:30/3@toclient", "eol:30@toserver",
+                  "corrupt:30/1@synack@toclient"] {
             let b = try HopBehaviour(parsing: t)
             XCTAssertEqual(b.description, t)
             XCTAssertEqual(try HopBehaviour(parsing: b.description), b)
@@ -161,12 +162,17 @@ final class LabSpecTests: XCTestCase {
     /// Every element behaviour the lab accepts is understood the same way by the element.
     func testElementUnderstandsEveryElementBehaviour() throws {
         for t in ["rfc792", "strip:30/2@data", "strip:30/1@syn@pre", "eol:30@syn", "eol:2", "seqrand",
-                  "payload:GET=PUT", "split:100", "coalesce", "echo-mpc", "delay:20", "loss:2.5", "dup:10", "reorder:5"] {
+                  "payload:GET=PUT", "split:100", "coalesce", "echo-mpc", "delay:20", "loss:2.5", "dup:10", "reorder:5",
+                  "corrupt:30/1@synack", "corrupt:2@syn@pre"] {
             let b = try HopBehaviour(parsing: t)
             XCTAssertTrue(b.isElement, t)
             let e = try ElementBehaviour(parsing: b.elementArgument)
             XCTAssertEqual(try ElementBehaviour(parsing: e.description), e, t)
             if case .strip(_, let cls, let hook) = b {
+                XCTAssertEqual(e.segments.rawValue, cls.rawValue, t)
+                XCTAssertEqual(e.hook.rawValue, hook.rawValue, t)
+            }
+            if case .corrupt(_, let cls, let hook) = b {
                 XCTAssertEqual(e.segments.rawValue, cls.rawValue, t)
                 XCTAssertEqual(e.hook.rawValue, hook.rawValue, t)
             }

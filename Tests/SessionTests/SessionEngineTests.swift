@@ -179,9 +179,19 @@ final class SessionEngineTests: XCTestCase {
     }
 
     func testJoinHMACMismatch() throws {
-        let (_, v) = try run(SimulatedServer(.badJoinHMAC))
+        let s = SimulatedServer(.badJoinHMAC)
+        let (r, v) = try run(s)
         XCTAssertEqual(v.session.id, "mptcp")
         XCTAssertEqual(v.join?.id, "join.hmac-mismatch")
+        // RFC 8684 §3.2: the join is closed with a RST carrying MP_TCPRST "MPTCP specific error" (1).
+        let joinPort = config().effectiveJoinPort
+        let rsts = s.sent.filter { $0.tcp?.header.sourcePort == joinPort && $0.tcp?.header.flags.contains(.rst) == true }
+        XCTAssertEqual(rsts.count, 1, "one RST on the join subflow")
+        let reasons = rsts.first?.tcp?.header.options.mptcp.compactMap { m -> UInt8? in if case .reset(let x) = m { return x.reason }; return nil }
+        XCTAssertEqual(reasons, [1])
+        XCTAssertFalse(s.sent.contains { $0.tcp?.header.sourcePort == joinPort && $0.tcp?.header.options.mptcp.contains { if case .join(let j) = $0, case .ack = j.stage { return true }; return false } == true },
+                       "no third ACK with our HMAC after a bad SYN/ACK")
+        XCTAssertTrue(v.join?.evidence.contains { $0.why.contains("MP_TCPRST reason 1") } ?? false)
     }
 
     func testMPFailIsFallbackChecksum() throws {

@@ -126,6 +126,8 @@ public struct ElementBehaviour: Hashable, Sendable {
         case drop(Option)
         /// Overwrite the option with EOL bytes: it and every option after it are gone.
         case eol(Option)
+        /// Invert the option's value bytes (see `Transforms.corruptOptions`).
+        case corrupt(Option)
         /// A random sequence-number offset per connection and direction (seq one way, ack and
         /// SACK blocks the other way).
         case seqrand
@@ -171,18 +173,18 @@ public struct ElementBehaviour: Hashable, Sendable {
     /// Behaviours whose segment class is fixed by what they do.
     static func takesSegmentClass(_ k: Kind) -> Bool {
         switch k {
-        case .strip, .remove, .drop, .eol, .delay, .loss, .duplicate, .reorder: return true
+        case .strip, .remove, .drop, .eol, .corrupt, .delay, .loss, .duplicate, .reorder: return true
         case .payload, .split, .coalesce, .echoMPCapable, .seqrand, .rfc792: return false
         }
     }
 
     /// The forms accepted, for help and error messages.
     public static let grammar = [
-        "strip:KIND[/SUB]", "remove:KIND[/SUB]", "drop:KIND[/SUB]", "eol:KIND[/SUB]", "seqrand",
+        "strip:KIND[/SUB]", "remove:KIND[/SUB]", "drop:KIND[/SUB]", "eol:KIND[/SUB]", "corrupt:KIND[/SUB]", "seqrand",
         "payload:s/OLD/NEW/", "payload:x/HEXOLD/HEXNEW/", "payload:o/OFFSET/HEX/", "payload:OLD=NEW",
         "split:N", "coalesce", "echo-mpc", "delay:MS", "loss:PCT", "dup:PCT", "reorder:PCT", "rfc792",
     ]
-    public static let names = ["strip", "remove", "drop", "eol", "seqrand", "payload", "split", "coalesce",
+    public static let names = ["strip", "remove", "drop", "eol", "corrupt", "seqrand", "payload", "split", "coalesce",
                                "echo-mpc", "delay", "loss", "dup", "reorder", "rfc792"]
 }
 
@@ -194,6 +196,7 @@ extension ElementBehaviour: CustomStringConvertible {
         case .remove(let o): head = "remove:\(o)"
         case .drop(let o): head = "drop:\(o)"
         case .eol(let o): head = "eol:\(o)"
+        case .corrupt(let o): head = "corrupt:\(o)"
         case .seqrand: head = "seqrand"
         case .payload(.replace(let f, let r)):
             if let fs = Self.plainText(f), let rs = Self.plainText(r) {
@@ -261,6 +264,7 @@ extension ElementBehaviour: CustomStringConvertible {
         case "remove": k = .remove(try Option(parsing: needArg(), in: text))
         case "drop": k = .drop(try Option(parsing: needArg(), in: text))
         case "eol": k = .eol(try Option(parsing: needArg(), in: text))
+        case "corrupt": k = .corrupt(try Option(parsing: needArg(), in: text))
         case "seqrand": try noArg(); k = .seqrand
         case "payload": k = .payload(try Self.parsePayload(needArg(), in: text))
         case "split": k = .split(bytes: try int(needArg(), 1...65535, "the piece size (bytes)"))
@@ -297,7 +301,7 @@ extension ElementBehaviour: CustomStringConvertible {
 
     static func example(_ name: String) -> String {
         switch name {
-        case "strip", "remove", "drop", "eol": return "\(name):30/2@data"
+        case "strip", "remove", "drop", "eol", "corrupt": return "\(name):30/2@data"
         case "payload": return "payload:s/GET/PUT/"
         case "split": return "split:100"
         case "delay": return "delay:20"

@@ -223,6 +223,7 @@ public struct ElementPipeline: Sendable {
         switch b.kind {
         case .strip(let o): return same(Transforms.overwriteOptions(w.bytes, packet: packet, matching: o, with: 1))
         case .eol(let o): return same(Transforms.overwriteOptions(w.bytes, packet: packet, matching: o, with: 0))
+        case .corrupt(let o): return same(Transforms.corruptOptions(w.bytes, packet: packet, matching: o))
         case .remove(let o): return same(Transforms.removeOptions(packet, matching: o) ?? w.bytes)
         case .drop(let o): return seg.header.options.options.contains(where: o.matches) ? [] : [w]
         case .payload(let edit): return same(Transforms.editPayload(w.bytes, packet: packet, edit))
@@ -355,6 +356,28 @@ public enum Transforms {
         var out = bytes
         for r in optionRanges(packet, matching: o) {
             patch(&out, transportStart: tcpStart(packet), at: r.lowerBound, with: [UInt8](repeating: fill, count: r.count))
+        }
+        return out
+    }
+
+    /// The bytes of an option that `corrupt` inverts, relative to the option's start: all after
+    /// kind and length; for MPTCP, after the subtype byte as well and, in options longer than 4
+    /// bytes, after the byte that follows it (version/flags or address id). What is left is the
+    /// option's value — keys, truncated and full HMACs, nonces, tokens, sequence numbers — so the
+    /// option still parses as the same subtype, with values that no longer match.
+    public static func corruptedRange(kind: UInt8, length: Int) -> Range<Int> {
+        let start = kind == 30 ? (length > 4 ? 4 : 3) : 2
+        return min(start, length)..<length
+    }
+
+    /// corrupt: inverts (XOR 0xff) the value bytes of the matching options in place, the TCP
+    /// checksum updated incrementally, length and header unchanged.
+    public static func corruptOptions(_ bytes: [UInt8], packet: IPPacket, matching o: ElementBehaviour.Option) -> [UInt8] {
+        var out = bytes
+        for r in optionRanges(packet, matching: o) {
+            let v = corruptedRange(kind: bytes[r.lowerBound], length: r.count)
+            let at = r.lowerBound + v.lowerBound
+            patch(&out, transportStart: tcpStart(packet), at: at, with: out[at..<(r.lowerBound + v.upperBound)].map { $0 ^ 0xff })
         }
         return out
     }
