@@ -228,9 +228,10 @@ public final class Lab: @unchecked Sendable {
         return r.stdout
     }
 
-    /// The kernel's MPTCP counters of a node (absolute values, `nstat -az MPTcpExt*`).
+    /// The kernel's MPTCP and TCP counters of a node (absolute values, `nstat -az MPTcpExt*
+    /// TcpExt*`, plus TcpPassiveOpens and TcpInSegs: whether any connection or segment arrived).
     public func mptcpCounters(_ node: Node) throws -> [String: UInt64] {
-        let out = try check(node, ["nstat", "-az", "MPTcpExt*", "TcpExt*"],
+        let out = try check(node, ["nstat", "-az", "MPTcpExt*", "TcpExt*", "TcpPassiveOpens", "TcpInSegs"],
                             environment: ["NSTAT_HISTORY": "\(stateDirectory)/nstat-\(node.name)"])
         var counters: [String: UInt64] = [:]
         for line in out.split(separator: "\n") {

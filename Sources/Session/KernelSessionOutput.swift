@@ -59,12 +59,20 @@ extension KernelSessionReport {
         ])
     }
 
+    /// The address a joined subflow left from (the path manager picks it): its MP_JOIN SYN's source.
+    static func joinSource(_ a: Analysis, port: UInt16) -> IPAddress? {
+        a.wire?.packets.first { $0.direction == .out && $0.label == "syn" && $0.packet.tcp?.header.sourcePort == port }?.packet.ip.source
+    }
+
     /// The document (schema mptracebox.session/1, mode "kernel").
     public static func json(_ f: KernelSessionFacts, _ a: Analysis) -> JSON {
         let echoOK = payloadIntact(f)
         var subflows: [JSON] = [.object([("kind", "initial"), ("local", f.localAddress.map { .string("\($0)") } ?? .null),
                                          ("sport", .optional(f.localPort))] + SessionReport.verdictJSON(a.verdict))]
-        for j in a.joins { subflows.append(.object([("kind", "join"), ("sport", .number(j.port))] + SessionReport.verdictJSON(j.verdict))) }
+        for j in a.joins {
+            subflows.append(.object([("kind", "join"), ("local", joinSource(a, port: j.port).map { .string("\($0)") } ?? .null),
+                                     ("sport", .number(j.port))] + SessionReport.verdictJSON(j.verdict)))
+        }
         var kernel = viewJSON(f.established)
         kernel.append(("diag", diagJSON(a.diag)))
         kernel.append(("at_close", .object(viewJSON(f.atClose))))
@@ -138,7 +146,9 @@ extension KernelSessionReport {
         for p in a.diag.problems { step(nil, p) }
         let echoOK = payloadIntact(f)
         step(echoOK, "sent \(f.bytesSent) bytes, received \(f.received.count)" + (echoOK.map { $0 ? " (equal to what was sent)" : " (NOT equal to what was sent)" } ?? ""))
-        for j in a.joins { step(j.verdict.id == "join.ok", "subflow from port \(j.port): \(j.verdict.id)") }
+        for j in a.joins {
+            step(j.verdict.id == "join.ok", "subflow from \(joinSource(a, port: j.port).map { "\($0)" } ?? "?"):\(j.port): \(j.verdict.id)")
+        }
         lines.append("verdict: \(a.verdict.id)")
         for e in a.verdict.evidence { lines.append("  - " + (e.packet.map { "#\($0) " } ?? "") + e.why) }
         return lines.joined(separator: "\n")

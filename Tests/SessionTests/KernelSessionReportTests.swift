@@ -188,5 +188,10 @@ final class KernelSessionReportTests: XCTestCase {
         XCTAssertEqual(a.joins.map(\.port), [50000, 50002])
         XCTAssertEqual(a.joins.map(\.verdict.id), ["join.ok", "join.synack-stripped"])
         XCTAssertEqual(a.wire?.syns, [0], "join SYNs are not the initial subflow's")
+        // Each join names the address it left from (its SYN's source), as the initial subflow does.
+        let f = try facts(KernelDiagFixtures.clean, fellBack: false, packets: [])
+        guard case .array(let subflows)? = KernelSessionReport.json(f, a)["subflows"] else { return XCTFail("no subflows") }
+        XCTAssertEqual(subflows.count, 3)
+        for s in subflows.dropFirst() { XCTAssertEqual(s["local"], .string("\(client)")) }
     }
 }

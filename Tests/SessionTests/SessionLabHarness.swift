@@ -76,7 +76,8 @@ final class SessionLab {
         kill(pid, SIGINT)
         for _ in 0..<500 where waitpid(pid, nil, WNOHANG) == 0 { usleep(10_000) }
         let fields = ["ip.src", "tcp.srcport", "tcp.flags.syn", "tcp.flags.ack", "tcp.len", "tcp.options.mptcp.subtype",
-                      "tcp.options.mptcp.version", "tcp.options.nop"]
+                      "tcp.options.mptcp.version", "tcp.options.nop", "tcp.flags.reset", "tcp.options.mptcp.rst_reason",
+                      "tcp.options.mptcp.sendtrunchmac"]
         let out = try TestShell.check(["tshark", "-r", file, "-n", "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a",
                                        "-E", "aggregator=,"] + fields.flatMap { ["-e", $0] })
         return out.split(separator: "\n").map { line in
@@ -84,7 +85,9 @@ final class SessionLab {
             let ints = { (s: String) in s.split(separator: ",").compactMap { Int($0) } }
             return ServerSeen(fromClient: c[0] != server, sourcePort: Int(c[1]) ?? 0, syn: c[2] == "1" || c[2] == "True",
                               ack: c[3] == "1" || c[3] == "True", payload: Int(c[4]) ?? 0, subtypes: ints(c[5]),
-                              versions: ints(c[6]), nops: c[7].split(separator: ",").count)
+                              versions: ints(c[6]), nops: c[7].split(separator: ",").count, rst: c[8] == "1" || c[8] == "True",
+                              rstReasons: c[9].split(separator: ",").compactMap { Int($0.hasPrefix("0x") ? String($0.dropFirst(2)) : String($0), radix: $0.hasPrefix("0x") ? 16 : 10) },
+                              truncatedHMACs: c[10].split(separator: ",").compactMap { UInt64($0) })
         }
     }
 
@@ -105,6 +108,10 @@ struct ServerSeen {
     var subtypes: [Int]
     var versions: [Int]
     var nops: Int
+    var rst: Bool = false
+    /// MP_TCPRST reason codes and MP_JOIN SYN/ACK truncated HMACs, as tshark read them.
+    var rstReasons: [Int] = []
+    var truncatedHMACs: [UInt64] = []
 }
 
 extension Dictionary where Key == String, Value == Any {

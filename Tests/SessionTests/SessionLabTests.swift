@@ -413,6 +413,58 @@ final class KernelModeLabTests: XCTestCase {
         XCTAssertTrue(p.stderr.contains("CAP_NET_RAW"), p.stderr)
     }
 
+    /// Dual-path lab: the client's path manager has a `subflow` endpoint on its second address
+    /// (`ip mptcp endpoint add 198.19.0.1 dev p1 subflow`, limits subflows 4), so the kernel
+    /// opens a join over path 1 by itself. The server's counters confirm it (MPJoinAckRx).
+    func testKernelJoinOnTheSecondPathIsJoinOK() throws {
+        let lab = try SessionLab(self, hops: ["router"], secondPath: ["router"])
+        let endpoints = try lab.lab.check(.client, ["ip", "mptcp", "endpoint", "show"])
+        XCTAssertTrue(endpoints.contains("\(Addressing.clientIPv4(path: 1)) id 1 subflow dev p1"), endpoints)
+        let (doc, d, _) = try lab.connect(["--mode", "kernel", "--size", "20000"])
+        XCTAssertEqual(doc.verdict, "mptcp")
+        XCTAssertEqual(doc.subflowVerdicts, ["mptcp", "join.ok"])
+        let join = try XCTUnwrap((doc["subflows"] as? [[String: Any]])?.last)
+        XCTAssertEqual(join["local"] as? String, Addressing.clientIPv4(path: 1), "the join left from the second address")
+        XCTAssertEqual(doc["payload"] as? String, "intact")
+        // The kernel's own view: two subflows, the second an MP_JOIN one (flags J/j) from the second address.
+        let subs = diagSubflows(doc)
+        XCTAssertEqual(subs.count, 2, "\(subs)")
+        let joined = try XCTUnwrap(subs.first { $0["sport"] as? Int == join["sport"] as? Int }, "\(subs)")
+        XCTAssertTrue((joined["flags"] as? String ?? "").hasPrefix("Jj"), "\(joined)")
+        XCTAssertEqual(joined["local"] as? String, Addressing.clientIPv4(path: 1))
+        // The server: one join with a valid HMAC both ways.
+        XCTAssertEqual(d["MPJoinSynRx"], 1)
+        XCTAssertEqual(d["MPJoinAckRx"], 1)
+        XCTAssertEqual(d["MPJoinAckHMacFailure"] ?? 0, 0)
+        XCTAssertEqual(d["MPCapableACKRX"], 1)
+        XCTAssertEqual(lab.serverClosed().first?["bytes_in"] as? Int, 20000)
+    }
+
+    /// The same, with a box on path 1 that strips MP_JOIN from SYNs: the server takes the join SYN
+    /// for a new plain connection (MPJoinSynRx 0), our kernel resets it on the SYN/ACK without
+    /// MP_JOIN (the server's half-open connection is reset: EmbryonicRsts 1, no passive open).
+    func testKernelJoinWithMPJoinStrippedOnTheSecondPathIsJoinSYNStripped() throws {
+        let lab = try SessionLab(self, hops: ["router"], secondPath: ["strip:30/mp_join@syn"])
+        let (doc, d, _) = try lab.connect(["--mode", "kernel", "--size", "20000"])
+        XCTAssertEqual(doc.verdict, "mptcp")
+        XCTAssertEqual(doc.subflowVerdicts, ["mptcp", "join.syn-stripped"])
+        let join = try XCTUnwrap((doc["subflows"] as? [[String: Any]])?.last)
+        XCTAssertEqual(join["local"] as? String, Addressing.clientIPv4(path: 1))
+        XCTAssertEqual(doc["payload"] as? String, "intact")
+        // Our kernel answered the SYN/ACK without MP_JOIN with a RST (MP_TCPRST reason 1).
+        let packets = doc["packets"] as? [[String: Any]] ?? []
+        XCTAssertTrue(packets.contains { $0["dir"] as? String == "out" && $0["label"] as? String == "rst" && $0["subflow"] as? Int == 1 },
+                      "\(packets.filter { $0["subflow"] as? Int == 1 })")
+        XCTAssertEqual(diagSubflows(doc).count, 1, "only the initial subflow lives")
+        // The server never saw MP_JOIN; the plain SYN got a SYN/ACK and then our RST.
+        XCTAssertEqual(d["MPJoinSynRx"] ?? 0, 0)
+        XCTAssertEqual(d["MPJoinAckRx"] ?? 0, 0)
+        XCTAssertEqual(d["TcpExtEmbryonicRsts"], 1)
+        XCTAssertEqual(d["TcpPassiveOpens"], 1, "only the initial connection was opened")
+        XCTAssertEqual(d["MPCapableACKRX"], 1)
+        XCTAssertEqual(lab.serverClosed().count, 1)
+    }
+
     func testSYNStrippedLeavesThePlainSYNACKUnexplained() throws {
         let lab = try SessionLab(self, hops: ["router", "strip:30@syn"])
         let (doc, d, _) = try lab.connect(["--mode", "kernel"])
@@ -459,6 +511,63 @@ final class SessionElementLabTests: XCTestCase {
         XCTAssertEqual(doc.subflowVerdicts, ["mptcp", "join.syn-stripped"])
         XCTAssertEqual(d["MPJoinSynRx"] ?? 0, 0, "the server never saw MP_JOIN")
         XCTAssertEqual(d["MPCapableACKRX"], 1)
+    }
+
+    /// A box that corrupts the server's MP_JOIN SYN/ACK (`corrupt:30/1@synack` inverts its
+    /// truncated HMAC and nonce): we must not complete the join and must reset it with MP_TCPRST
+    /// "MPTCP specific error" (RFC 8684 §3.2). The server answered the join SYN, never got our third
+    /// ACK, and saw its half-open subflow reset; tshark on its wire shows the HMAC it sent was the
+    /// bitwise inverse of the one we received, and our RST's reason.
+    func testJoinSYNACKWithACorruptedHMACIsHMACMismatch() throws {
+        let lab = try SessionLab(self, hops: ["router", "corrupt:30/1@synack"])
+        var result: (doc: [String: Any], delta: [String: Int64], raw: String)?
+        let seen = try lab.serverCapture { result = try lab.connect(["--no-add-addr"]) }
+        let (doc, d, _) = try XCTUnwrap(result)
+        XCTAssertEqual(doc.verdict, "mptcp", "the initial subflow is untouched")
+        XCTAssertEqual(doc.subflowVerdicts, ["mptcp", "join.hmac-mismatch"])
+        XCTAssertEqual(doc["payload"] as? String, "intact")
+        // The server's kernel: the join SYN arrived and was answered, no third ACK with our HMAC
+        // came, and the half-open (embryonic) subflow was reset; the initial connection is MPTCP to the end.
+        XCTAssertEqual(d["MPJoinSynRx"], 1)
+        XCTAssertEqual(d["MPJoinAckRx"] ?? 0, 0)
+        XCTAssertEqual(d["MPJoinAckHMacFailure"] ?? 0, 0, "we never sent an HMAC it could reject")
+        XCTAssertEqual(d["TcpExtEmbryonicRsts"], 1, "our RST closed the join in SYN-RECV")
+        XCTAssertEqual(d["MPCapableACKRX"], 1)
+        let closed = lab.serverClosed()
+        XCTAssertEqual(closed.count, 1)
+        XCTAssertEqual(closed.first?["mptcp_at_close"] as? Bool, true)
+        XCTAssertEqual(closed.first?["bytes_in"] as? Int, 4000)
+
+        let join = try XCTUnwrap((doc["subflows"] as? [[String: Any]])?.last)
+        let joinPort = try XCTUnwrap(join["sport"] as? Int)
+        // What left the server (tshark) against what reached us (our record): the box inverted the HMAC.
+        let sent = try XCTUnwrap(seen.first { !$0.fromClient && $0.syn && $0.ack && !$0.truncatedHMACs.isEmpty }?.truncatedHMACs.first,
+                                 "the server's MP_JOIN SYN/ACK on its wire: \(seen)")
+        let packets = doc["packets"] as? [[String: Any]] ?? []
+        let synAck = try XCTUnwrap(packets.first { $0["dir"] as? String == "in" && $0["label"] as? String == "join synack" }
+                                   ?? packets.first { $0["dir"] as? String == "in" && ($0["mptcp"] as? [String] ?? []).contains { $0.hasPrefix("MP_JOIN(synack") } })
+        let text = (synAck["mptcp"] as? [String] ?? []).first { $0.hasPrefix("MP_JOIN(synack") } ?? ""
+        let received = text.split(separator: ",").first { $0.hasPrefix("hmac=0x") }.flatMap { UInt64($0.dropFirst(7), radix: 16) }
+        XCTAssertEqual(received, ~sent, "received \(text), the server sent \(String(sent, radix: 16))")
+        // Our answer on the server's wire: a RST from the join port with MP_TCPRST reason 1, and no third ACK.
+        let fromJoin = seen.filter { $0.fromClient && $0.sourcePort == joinPort }
+        XCTAssertEqual(fromJoin.filter(\.rst).map(\.rstReasons), [[1]], "\(fromJoin)")
+        XCTAssertFalse(fromJoin.contains { !$0.syn && !$0.rst && $0.subtypes.contains(1) }, "no MP_JOIN third ACK: \(fromJoin)")
+    }
+
+    /// A path that drops every TCP segment (`loss:100`): no SYN, with or without MP_CAPABLE,
+    /// reaches the server; its kernel saw no segment and no connection at all.
+    func testPathDroppingAllTCPIsTimeout() throws {
+        let lab = try SessionLab(self, hops: ["router", "loss:100"])
+        let (doc, d, _) = try lab.connect(["--retries", "1"])
+        XCTAssertEqual(doc.verdict, "timeout")
+        XCTAssertEqual(d["MPCapableSYNRX"] ?? 0, 0)
+        XCTAssertEqual(d["TcpPassiveOpens"] ?? -1, 0, "no connection was opened on the server")
+        XCTAssertEqual(d["TcpInSegs"] ?? -1, 0, "no TCP segment reached the server")
+        XCTAssertTrue(lab.serverClosed().isEmpty)
+        // We did send: the MP_CAPABLE SYNs and the plain SYN.
+        let out = (doc["packets"] as? [[String: Any]] ?? []).filter { $0["dir"] as? String == "out" && $0["flags"] as? String == "S" }
+        XCTAssertGreaterThanOrEqual(out.count, 3, "\(out)")
     }
 
     func testJoinSYNACKStripped() throws {
