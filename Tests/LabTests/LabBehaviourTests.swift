@@ -124,6 +124,32 @@ final class LabBehaviourTests: XCTestCase {
         }
     }
 
+    /// `corrupt:30/1@synack` on the second path: the kernel client's path manager opens a join
+    /// there (a `subflow` endpoint on the client's second address); the server's MP_JOIN SYN/ACK
+    /// leaves the box with its truncated HMAC and nonce inverted and a valid checksum, nothing
+    /// else changed; the client's kernel rejects the HMAC (MPJoinSynAckHMacFailure).
+    func testCorruptInvertsTheMPJoinSYNACKValue() throws {
+        let lab = try makeLab(self, hops: ["router"], secondPath: ["corrupt:30/1@synack"])
+        let joinFrom = Addressing.clientIPv4(path: 1)
+        let before = try lab.mptcpCounters(.client)
+        let c = try captureAcross(lab, .hop(path: 1, index: 1)) { XCTAssertEqual(try KernelClient.exchange(lab, bytes: 20000), 20000) }
+        let after = try lab.mptcpCounters(.client)
+        let fb = c.left.filter { $0.isTCP && $0.src == joinFrom }, fa = c.right.filter { $0.isTCP && $0.src == joinFrom }
+        let bb = c.right.filter { $0.isTCP && $0.src == lab.serverIPv4 }, ba = c.left.filter { $0.isTCP && $0.src == lab.serverIPv4 }
+        XCTAssertTrue(fb.contains { $0.isSYN && Packet.kinds($0.options).contains(30) }, "the client's join SYN crossed the box: \(fb)")
+        assertTransformed(fb, fa, "forward (untouched)", routed)
+        XCTAssertEqual(bb.filter(\.isSYNACK).count, 1, "one SYN/ACK: \(bb)")
+        assertTransformed(bb, ba, "backward") { p in
+            routed(&p)
+            if p.isSYNACK { p["tcp.options"] = Packet.corrupting(mptcpSubtype: 1, from: p.options) }
+        }
+        let synAckAfter = try XCTUnwrap(ba.first { $0.isSYNACK })
+        XCTAssertNotEqual(synAckAfter.options, bb.first { $0.isSYNACK }?.options, "the option bytes changed")
+        XCTAssertEqual(synAckAfter["tcp.checksum.status"], "1", "the checksum was fixed")
+        XCTAssertEqual((after["MPTcpExtMPJoinSynAckHMacFailure"] ?? 0) - (before["MPTcpExtMPJoinSynAckHMacFailure"] ?? 0), 1,
+                       "the client's kernel found the HMAC wrong")
+    }
+
     func testDropSegmentsWithOption() throws {
         let lab = try makeLab(self, hops: ["drop:30@syn"])
         let c = try captureAcross(lab, .hop(path: 0, index: 1)) {

@@ -144,6 +144,28 @@ struct Packet: Equatable, CustomStringConvertible {
         return bytes.map { String(format: "%02x", $0) }.joined()
     }
 
+    /// The options with the value bytes of every MPTCP option of `subtype` inverted (what
+    /// `corrupt:30/SUB` does): all after the 4-byte header (after 3 bytes in 4-byte options).
+    static func corrupting(mptcpSubtype subtype: UInt8, from hex: String) -> String {
+        var bytes = stride(from: 0, to: hex.count, by: 2).compactMap { i -> UInt8? in
+            let s = hex.index(hex.startIndex, offsetBy: i)
+            return UInt8(hex[s..<hex.index(s, offsetBy: 2)], radix: 16)
+        }
+        var i = 0
+        while i < bytes.count {
+            let k = bytes[i]
+            if k == 0 { break }
+            if k == 1 { i += 1; continue }
+            guard i + 2 < bytes.count, bytes[i + 1] >= 2 else { break }
+            let len = Int(bytes[i + 1])
+            if k == 30, bytes[i + 2] >> 4 == subtype {
+                for j in (i + (len > 4 ? 4 : 3))..<min(i + len, bytes.count) { bytes[j] ^= 0xff }
+            }
+            i += len
+        }
+        return bytes.map { String(format: "%02x", $0) }.joined()
+    }
+
     /// Option kinds present, in order.
     static func kinds(_ hex: String) -> [UInt8] {
         let bytes = stride(from: 0, to: hex.count, by: 2).compactMap { i -> UInt8? in

@@ -413,6 +413,23 @@ final class KernelModeLabTests: XCTestCase {
         XCTAssertTrue(p.stderr.contains("CAP_NET_RAW"), p.stderr)
     }
 
+    /// `connect --mode kernel` until the client's kernel opens a join (its own MPJoinSynTx): the
+    /// in-kernel path manager now and then opens none for a connection (seen on 6.18 after a
+    /// join of the previous connection was reset), which is its choice, not what is tested. A
+    /// run without a join must not report one. Returns the run with the join.
+    func kernelSessionWithJoin(_ lab: SessionLab, _ args: [String]) throws -> (doc: [String: Any], delta: [String: Int64], closedBefore: Int) {
+        for _ in 0..<4 {
+            let closedBefore = lab.serverClosed().count
+            let before = try lab.lab.mptcpCounters(.client)
+            let r = try lab.connect(["--mode", "kernel"] + args)
+            let after = try lab.lab.mptcpCounters(.client)
+            let joinSYNs = Int64(after["MPTcpExtMPJoinSynTx"] ?? 0) - Int64(before["MPTcpExtMPJoinSynTx"] ?? 0)
+            if joinSYNs > 0 { return (r.doc, r.delta, closedBefore) }
+            XCTAssertEqual(r.doc.subflowVerdicts.count, 1, "no join was sent, none may be reported")
+        }
+        throw SessionLabError("the client's kernel opened no join in 4 connections")
+    }
+
     /// Dual-path lab: the client's path manager has a `subflow` endpoint on its second address
     /// (`ip mptcp endpoint add 198.19.0.1 dev p1 subflow`, limits subflows 4), so the kernel
     /// opens a join over path 1 by itself. The server's counters confirm it (MPJoinAckRx).
@@ -420,7 +437,7 @@ final class KernelModeLabTests: XCTestCase {
         let lab = try SessionLab(self, hops: ["router"], secondPath: ["router"])
         let endpoints = try lab.lab.check(.client, ["ip", "mptcp", "endpoint", "show"])
         XCTAssertTrue(endpoints.contains("\(Addressing.clientIPv4(path: 1)) id 1 subflow dev p1"), endpoints)
-        let (doc, d, _) = try lab.connect(["--mode", "kernel", "--size", "20000"])
+        let (doc, d, closedBefore) = try kernelSessionWithJoin(lab, ["--size", "20000"])
         XCTAssertEqual(doc.verdict, "mptcp")
         XCTAssertEqual(doc.subflowVerdicts, ["mptcp", "join.ok"])
         let join = try XCTUnwrap((doc["subflows"] as? [[String: Any]])?.last)
@@ -437,7 +454,7 @@ final class KernelModeLabTests: XCTestCase {
         XCTAssertEqual(d["MPJoinAckRx"], 1)
         XCTAssertEqual(d["MPJoinAckHMacFailure"] ?? 0, 0)
         XCTAssertEqual(d["MPCapableACKRX"], 1)
-        XCTAssertEqual(lab.serverClosed().first?["bytes_in"] as? Int, 20000)
+        XCTAssertEqual(lab.serverClosed().dropFirst(closedBefore).first?["bytes_in"] as? Int, 20000)
     }
 
     /// The same, with a box on path 1 that strips MP_JOIN from SYNs: the server takes the join SYN
@@ -445,24 +462,24 @@ final class KernelModeLabTests: XCTestCase {
     /// MP_JOIN (the server's half-open connection is reset: EmbryonicRsts 1, no passive open).
     func testKernelJoinWithMPJoinStrippedOnTheSecondPathIsJoinSYNStripped() throws {
         let lab = try SessionLab(self, hops: ["router"], secondPath: ["strip:30/mp_join@syn"])
-        let (doc, d, _) = try lab.connect(["--mode", "kernel", "--size", "20000"])
+        let (doc, d, closedBefore) = try kernelSessionWithJoin(lab, ["--size", "20000"])
         XCTAssertEqual(doc.verdict, "mptcp")
         XCTAssertEqual(doc.subflowVerdicts, ["mptcp", "join.syn-stripped"])
         let join = try XCTUnwrap((doc["subflows"] as? [[String: Any]])?.last)
         XCTAssertEqual(join["local"] as? String, Addressing.clientIPv4(path: 1))
         XCTAssertEqual(doc["payload"] as? String, "intact")
-        // Our kernel answered the SYN/ACK without MP_JOIN with a RST (MP_TCPRST reason 1).
+        // Our kernel answered the SYN/ACK without MP_JOIN with a RST (RFC 8684 §3.2).
         let packets = doc["packets"] as? [[String: Any]] ?? []
         XCTAssertTrue(packets.contains { $0["dir"] as? String == "out" && $0["label"] as? String == "rst" && $0["subflow"] as? Int == 1 },
                       "\(packets.filter { $0["subflow"] as? Int == 1 })")
-        XCTAssertEqual(diagSubflows(doc).count, 1, "only the initial subflow lives")
+        XCTAssertFalse(diagSubflows(doc).contains { ($0["flags"] as? String ?? "").contains("J") }, "no MP_JOIN ever came from the server")
         // The server never saw MP_JOIN; the plain SYN got a SYN/ACK and then our RST.
         XCTAssertEqual(d["MPJoinSynRx"] ?? 0, 0)
         XCTAssertEqual(d["MPJoinAckRx"] ?? 0, 0)
         XCTAssertEqual(d["TcpExtEmbryonicRsts"], 1)
         XCTAssertEqual(d["TcpPassiveOpens"], 1, "only the initial connection was opened")
         XCTAssertEqual(d["MPCapableACKRX"], 1)
-        XCTAssertEqual(lab.serverClosed().count, 1)
+        XCTAssertEqual(lab.serverClosed().count - closedBefore, 1)
     }
 
     func testSYNStrippedLeavesThePlainSYNACKUnexplained() throws {
