@@ -123,7 +123,7 @@ func cpuSeconds(children: Bool = false) -> Double {
 
 /// `scan-live TARGETS RATE…`: the release scanner (next to this binary) in the lab's `scan`
 /// scenario: TARGETS distinct AnyIP targets (ports 80, 81 and a closed 82), at each rate.
-func scanLiveBenchmark(targets: Int, rates: [Double], shardOfMillion: Bool) throws {
+func scanLiveBenchmark(targets: Int, rates: [Double], shardOfMillion: Bool, checks: String = "trace") throws {
     let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("mptracebox").path
     guard FileManager.default.isExecutableFile(atPath: binary) else { throw ScanError.usage("\(binary) is missing: swift build -c release") }
     let spec = try Scenario.named("scan").spec(name: "sb\(getpid() % 100000)")
@@ -163,10 +163,11 @@ func scanLiveBenchmark(targets: Int, rates: [Double], shardOfMillion: Bool) thro
     }
 
     for rate in rates {
-        let r = try scan([list, "--rate", String(Int(rate)), "--concurrency", "2000", "--timeout", "1", "--retries", "0", "--max-ttl", "4"])
+        let r = try scan([list, "--checks", checks, "--rate", String(Int(rate)), "--concurrency", "2000", "--timeout", "1", "--retries", "0",
+                          "--max-ttl", "4"])
         let recorded = r.summary["recorded"] as? Int ?? 0
         let sendRate = r.summary["send_rate"] as? Double ?? 0
-        let tag = "rate_\(Int(rate))"
+        let tag = (checks == "trace" ? "" : checks.replacingOccurrences(of: ",", with: "_") + "_") + "rate_\(Int(rate))"
         print("scan_live_\(tag)_targets \(recorded)")
         print("scan_live_\(tag)_packets \(r.summary["packets_sent"] as? Int ?? 0)")
         print("scan_live_\(tag)_achieved_packets_per_s \(Int(sendRate))")
@@ -185,7 +186,7 @@ func scanLiveBenchmark(targets: Int, rates: [Double], shardOfMillion: Bool) thro
         guard let f = fopen(big, "w") else { throw ScanError.output("cannot write \(big)") }
         for i in 0..<1_000_000 { fputs("\(IPv4Address(rawValue: 0xC612_8000 + UInt32(i % 4096))):\(1000 + i / 4096)\n", f) }
         fclose(f)
-        let r = try scan([big, "--shard", "1/20", "--seed", "1", "--rate", "10000", "--concurrency", "2000", "--timeout", "1",
+        let r = try scan([big, "--checks", checks, "--shard", "1/20", "--seed", "1", "--rate", "10000", "--concurrency", "2000", "--timeout", "1",
                           "--retries", "0", "--max-ttl", "4"])
         print("scan_live_million_lines_shard_targets \(r.summary["recorded"] as? Int ?? 0)")
         print("scan_live_million_lines_peak_rss_mib \(String(format: "%.1f", r.rss))")

@@ -215,11 +215,13 @@ case "trace":
 case "scan-input":
     try scanInputBenchmark(lines: args.dropFirst().first.flatMap { Int($0) } ?? 1_000_000, withStore: !args.contains("--no-db"))
 case "scan-live":
-    let numbers = args.dropFirst().compactMap { Double($0) }
+    // --checks LIST: what runs per target (default trace, the rate goal's figure; trace,connect adds a session each).
+    let checks = args.firstIndex(of: "--checks").flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil } ?? "trace"
+    let numbers = args.dropFirst().filter { $0 != checks }.compactMap { Double($0) }
     try scanLiveBenchmark(targets: Int(numbers.first ?? 10_000), rates: numbers.count > 1 ? Array(numbers.dropFirst()) : [2000, 10000],
-                          shardOfMillion: args.contains("--million"))
+                          shardOfMillion: args.contains("--million"), checks: checks)
 default:
-    print("usage: mptracebox-bench wire|lab|trace|session [COUNT]|scan-input [LINES] [--no-db]|scan-live [TARGETS RATE...] [--million]")
+    print("usage: mptracebox-bench wire|lab|trace|session [COUNT]|scan-input [LINES] [--no-db]|scan-live [TARGETS RATE...] [--million] [--checks LIST]")
     print("  session  crafted MPTCP sessions per second against a lab's kernel server (root; -c release)")
     print("  wire   parse/serialize rates of the wire formats (run with -c release)")
     print("  lab    lab up/down time of the six-hop, two-middlebox scenario (root)")

@@ -68,6 +68,40 @@ final class CLITests: XCTestCase {
     }
 }
 
+extension CLITests {
+    func testScanUsageErrors() throws {
+        let list = NSTemporaryDirectory() + "mtb-cli-\(getpid()).txt"
+        try "198.18.0.1\n".write(toFile: list, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: list) }
+        let bogus = try run(["scan", "run", list, "--checks", "trace,bogus"])
+        XCTAssertEqual(bogus.status, 64)
+        XCTAssertTrue(bogus.stderr.contains("unknown check 'bogus'"), bogus.stderr)
+        XCTAssertEqual(try run(["scan", "run", list, "--http", "--echo"]).status, 64)
+        XCTAssertEqual(try run(["scan", "run", list, "--mptcp-version", "2"]).status, 64)
+        let many = try run(["scan", "run", list, "--checks", "connect", "--concurrency", "5000"])
+        XCTAssertEqual(many.status, 64)
+        XCTAssertTrue(many.stderr.contains("4096"), many.stderr)
+    }
+
+    /// Sessions in a scan need CAP_NET_ADMIN for the kernel-RST guard: said before anything is sent
+    /// (in an empty namespace of its own, so nothing could leave it anyway).
+    func testAScanWithSessionsNamesCAPNETADMIN() throws {
+        try TestEnvironment.requireRoot()
+        try TestEnvironment.requireTool("setpriv")
+        let ns = "mtbcli-\(getpid())"
+        _ = try TestShell.run(["ip", "netns", "add", ns])
+        defer { _ = try? TestShell.run(["ip", "netns", "del", ns]) }
+        _ = try TestShell.run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        let list = NSTemporaryDirectory() + "mtb-cli-cap-\(getpid()).txt"
+        try "198.18.0.1\n".write(toFile: list, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: list) }
+        let r = try run(["scan", "run", list, "--quiet"], prefix: ["ip", "netns", "exec", ns, "setpriv", "--bounding-set", "-net_admin"])
+        XCTAssertEqual(r.status, 77, r.stderr)
+        XCTAssertTrue(r.stderr.contains("CAP_NET_ADMIN"), r.stderr)
+        XCTAssertTrue(r.stdout.isEmpty, "no record: nothing was probed\n\(r.stdout)")
+    }
+}
+
 enum ProbeOverBudget {
     /// The default probe plus a 16-byte TFO cookie: 42 bytes of options.
     static let text = "tcp(syn)/mss(1460)/sackok/ts/nop/ws(7)/mpcapable(v1)/tfo(cookie=00112233445566778899aabbccddeeff)"

@@ -13,6 +13,8 @@ import TestSupport
 ///   198.18.132.x    r2 answers host-unreachable
 ///   198.18.133.x    r2 drops everything (silent)
 ///   198.18.134.x    names from the client namespace's hosts file, MPTCP
+/// and over IPv6 (2001:db8:80::/44 AnyIP): 2001:db8:80::x MPTCP, :81:: stripped by r1, :82::
+/// dropped by r1, :83:: reset by the server, :84:: names with both A and AAAA (dual-N.scan.test).
 /// Names ending in .scan.test that are not in the hosts file fail at once (the namespace's
 /// resolver points at its own loopback, where nothing listens).
 struct LabError: Error { var message: String }
@@ -46,20 +48,27 @@ final class ScanLab {
         for n in nodes {
             try TestShell.check(["ip", "netns", "add", ns(n)])
             try sh(n, ["ip", "link", "set", "lo", "up"])
+            // No duplicate address detection: tentative addresses would hold the first packets back.
+            try sh(n, ["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"])
         }
         try TestShell.check(["ip", "-n", ns("c"), "link", "add", "c0", "type", "veth", "peer", "name", "ia", "netns", ns("r1")])
         try TestShell.check(["ip", "-n", ns("r1"), "link", "add", "ib", "type", "veth", "peer", "name", "ia", "netns", ns("r2")])
         try TestShell.check(["ip", "-n", ns("r2"), "link", "add", "ib", "type", "veth", "peer", "name", "s0", "netns", ns("s")])
         let batch: [String: String] = [
-            "c": "addr add 198.18.0.1/24 dev c0\nlink set c0 up\nroute add default via 198.18.0.2\n",
-            "r1": "addr add 198.18.0.2/24 dev ia\naddr add 198.18.1.1/24 dev ib\nlink set ia up\nlink set ib up\nroute add default via 198.18.1.2\n",
+            "c": "addr add 198.18.0.1/24 dev c0\naddr add 2001:db8::1/64 dev c0 nodad\nlink set c0 up\nroute add default via 198.18.0.2\n"
+                + "route add default via 2001:db8::2\n",
+            "r1": "addr add 198.18.0.2/24 dev ia\naddr add 198.18.1.1/24 dev ib\nlink set ia up\nlink set ib up\nroute add default via 198.18.1.2\n"
+                + "addr add 2001:db8::2/64 dev ia nodad\naddr add 2001:db8:1::1/64 dev ib nodad\nroute add default via 2001:db8:1::2\n",
             "r2": "addr add 198.18.1.2/24 dev ia\naddr add 198.18.2.1/24 dev ib\nlink set ia up\nlink set ib up\n"
-                + "route add 198.18.0.0/24 via 198.18.1.1\nroute add 198.18.128.0/20 via 198.18.2.2\n",
-            "s": "addr add 198.18.2.2/24 dev s0\nlink set s0 up\nroute add default via 198.18.2.1\nroute add local 198.18.128.0/20 dev lo\n",
+                + "route add 198.18.0.0/24 via 198.18.1.1\nroute add 198.18.128.0/20 via 198.18.2.2\n"
+                + "addr add 2001:db8:1::2/64 dev ia nodad\naddr add 2001:db8:2::1/64 dev ib nodad\n"
+                + "route add 2001:db8::/64 via 2001:db8:1::1\nroute add 2001:db8:80::/44 via 2001:db8:2::2\n",
+            "s": "addr add 198.18.2.2/24 dev s0\nlink set s0 up\nroute add default via 198.18.2.1\nroute add local 198.18.128.0/20 dev lo\n"
+                + "addr add 2001:db8:2::2/64 dev s0 nodad\nroute add default via 2001:db8:2::1\nroute add local 2001:db8:80::/44 dev lo\n",
         ]
         for (n, b) in batch { try sh(n, ["ip", "-batch", "-"], input: b) }
         for n in ["r1", "r2", "s"] {
-            try sh(n, ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.icmp_ratelimit=0"])
+            try sh(n, ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.icmp_ratelimit=0", "net.ipv6.conf.all.forwarding=1", "net.ipv6.icmp.ratelimit=0"])
             _ = try? sh(n, ["sysctl", "-qw", "net.ipv4.icmp_msgs_per_sec=100000", "net.ipv4.icmp_msgs_burst=10000"])
         }
         try sh("s", ["sysctl", "-qw", "net.core.somaxconn=8192", "net.ipv4.tcp_max_syn_backlog=8192", "net.mptcp.enabled=1"])
@@ -68,6 +77,8 @@ final class ScanLab {
               chain mbfwd { type filter hook forward priority 0;
                 ip daddr 198.18.129.0/24 tcp flags syn reset tcp option mptcp
                 ip daddr 198.18.130.0/24 tcp option mptcp exists drop
+                ip6 daddr 2001:db8:81::/64 tcp flags syn reset tcp option mptcp
+                ip6 daddr 2001:db8:82::/64 tcp option mptcp exists drop
               }
             }
             """)
@@ -83,6 +94,7 @@ final class ScanLab {
             table inet scanmb {
               chain mbin { type filter hook input priority 0;
                 ip daddr 198.18.131.0/24 tcp dport 80 reject with tcp reset
+                ip6 daddr 2001:db8:83::/64 tcp dport 80 reject with tcp reset
               }
             }
             """)
@@ -91,6 +103,7 @@ final class ScanLab {
         try FileManager.default.createDirectory(atPath: etc, withIntermediateDirectories: true)
         var hosts = "127.0.0.1 localhost\n"
         for i in 1...40 { hosts += "198.18.134.\(i) name-\(i).scan.test\n" }
+        for i in 1...5 { hosts += "198.18.134.\(100 + i) dual-\(i).scan.test\n2001:db8:84::\(i) dual-\(i).scan.test\n" }
         try hosts.write(toFile: etc + "/hosts", atomically: true, encoding: .utf8)
         try "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n".write(toFile: etc + "/resolv.conf", atomically: true, encoding: .utf8)
 
@@ -107,9 +120,10 @@ final class ScanLab {
                 except OSError: pass
                 c.close()
             def serve(port, proto):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, proto)
+                s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM, proto)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("0.0.0.0", port)); s.listen(4096)
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                s.bind(("::", port)); s.listen(4096)
                 while True:
                     c, _ = s.accept()
                     threading.Thread(target=echo, args=(c,), daemon=True).start()
@@ -356,6 +370,45 @@ final class ScanLabTests: XCTestCase {
         XCTAssertFalse(try lab.sh("c", ["nft", "list", "tables"]).contains(RSTGuardName.prefix), "the scan's RST guard outlived it")
     }
 
+    /// IPv6 targets (literals, bracketed with ports, names with AAAA records) get the same
+    /// verdicts and hops as IPv4 ones; `--both` probes each name over both families.
+    func testIPv6TargetsAndBothFamiliesOfNames() throws {
+        let lab = try XCTUnwrap(Self.lab)
+        var lines: [String] = []
+        for i in 1...15 { lines.append(i % 2 == 0 ? "2001:db8:80::\(i)" : "[2001:db8:80::\(i)]:80") }
+        for i in 1...10 { lines.append("2001:db8:81::\(i)") }
+        for i in 1...10 { lines.append("2001:db8:82::\(i)") }
+        for i in 1...10 { lines.append("2001:db8:83::\(i)") }
+        for i in 1...5 { lines.append("dual-\(i).scan.test") }
+        let list = work + "/v6.txt"
+        try lines.joined(separator: "\n").write(toFile: list, atomically: true, encoding: .utf8)
+        let ackBefore = try lab.serverCounter("MPTcpExtMPCapableACKRX")
+        let r = try scan([list, "--both", "--db", work + "/v6.db", "--output", work + "/v6.jsonl", "--rate", "2000", "--concurrency", "60",
+                          "--timeout", "0.5", "--retries", "1", "--max-ttl", "5", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let got = try readJSONL(work + "/v6.jsonl")
+        XCTAssertEqual(got.count, 55, "45 IPv6 literals, 5 names × 2 families")
+        var wrong: [String] = []
+        for l in got {
+            let expected: String
+            if l.target.hasPrefix("198.18.134.") || l.target.hasPrefix("2001:db8:84::") || l.target.hasPrefix("2001:db8:80::") { expected = "mptcp" }
+            else if l.target.hasPrefix("2001:db8:81::") { expected = "fallback.syn-stripped" }
+            else if l.target.hasPrefix("2001:db8:82::") { expected = "fallback.syn-dropped" }
+            else if l.target.hasPrefix("2001:db8:83::") { expected = "refused" }
+            else { expected = "?" }
+            if l.verdict != expected { wrong.append("\(l.target): \(l.verdict ?? l.status), expected \(expected)") }
+            XCTAssertEqual(l.checks["connect"]?["verdict"] as? String, l.verdict, l.target)
+        }
+        XCTAssertEqual(wrong, [])
+        XCTAssertEqual(Set(got.filter { $0.target.contains("134.") || $0.target.contains(":84::") }.map(\.target)).count, 10)
+        // The server's kernel completed the 15 + 5 IPv6 and 5 IPv4 MPTCP handshakes.
+        XCTAssertEqual(try lab.serverCounter("MPTcpExtMPCapableACKRX") - ackBefore, 25)
+        // Both checks locate the stripping router by its IPv6 address (r2 quotes the SYN without MP_CAPABLE).
+        let report = try ScanRunReport.load(try ScanStore(path: work + "/v6.db"), run: 1)
+        XCTAssertTrue(report.hops.contains { $0.address == "2001:db8:1::2" && $0.finding == "option.nopped" && $0.targets == 10 }, "\(report.hops)")
+        XCTAssertTrue(report.hops.contains { $0.address == "2001:db8:1::2" && $0.finding == "fallback.syn-stripped" && $0.targets == 10 }, "\(report.hops)")
+    }
+
     /// A scan repeated within a minute reuses its four-tuples while the server still holds the
     /// previous connections in TIME_WAIT (it closes first). The sessions' clock-driven ISSs get
     /// their SYNs accepted there; random ones left about half of them unanswered, which read as
@@ -374,8 +427,10 @@ final class ScanLabTests: XCTestCase {
             XCTAssertEqual(lines.filter { $0.verdict != "mptcp" }.map { "\($0.target): \($0.verdict ?? $0.status)" }, [], "round \(round)")
             if round == 1 {
                 // The condition under test: the server holds this round's connections in TIME_WAIT.
-                let tw = try lab.sh("s", ["ss", "-tan", "state", "time-wait", "src", "198.18.128.201"])
-                XCTAssertTrue(tw.contains("198.18.0.1:"), "no TIME_WAIT on the server: the repeat proves nothing\n\(tw)")
+                // (The dual-stack listener's sockets show IPv4 peers as ::ffff:a.b.c.d.)
+                let tw = try lab.sh("s", ["ss", "-Htan", "state", "time-wait"]).split(separator: "\n")
+                XCTAssertTrue(tw.contains { $0.contains("198.18.128.201]:80") || $0.contains("198.18.128.201:80") },
+                              "no TIME_WAIT on the server: the repeat proves nothing\n\(tw.prefix(5))")
             }
         }
     }

@@ -41,13 +41,17 @@ struct ScanRunCommand: ParsableCommand {
             each with an optional tag after a space; # comments and blank lines are skipped. Bad lines \
             are reported as file:line and skipped (--strict: nothing is probed).
 
+            Per target: a trace and a crafted MPTCP session by default (--checks). Sessions need \
+            CAP_NET_ADMIN too: an nftables table keeps the local kernel from resetting them while \
+            the scan runs.
+
             Results stream as JSON Lines (schema mptracebox.scan/1) to stdout or --output, and to the \
             SQLite history with --db. A killed run continues with --resume: nothing is lost or \
             recorded twice (records are written to --output only after their commit).
 
             Exit status: 0 every target recorded; 3 the run ended but some lines, names or targets \
             could not be probed; 64 usage; 65 bad lines with --strict; 66 a list cannot be read; \
-            74 database or output error; 77 missing CAP_NET_RAW; 130 interrupted (resume with --resume); \
+            74 database or output error; 77 missing CAP_NET_RAW (or CAP_NET_ADMIN for sessions); 130 interrupted (resume with --resume); \
             1 other failures.
             """)
 
@@ -152,7 +156,8 @@ struct ScanRunCommand: ParsableCommand {
         if lists.contains("-") && (strict || (Shard(shard ?? "1/1")?.count ?? 1) > 1) {
             throw ValidationError("--strict and --shard read the list twice: give list files, not stdin")
         }
-        let names = try CheckName.parseList(checks)
+        let names: [CheckName]
+        do { names = try CheckName.parseList(checks) } catch { throw ValidationError("\(error)") }
         if names.contains(where: \.isSession) {
             guard VersionChoice(rawValue: mptcpVersion) != nil else { throw ValidationError("--mptcp-version must be 0, 1 or auto") }
             guard (0...1_000_000).contains(size) else { throw ValidationError("--size must be 0 to 1000000 bytes") }
