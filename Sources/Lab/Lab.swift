@@ -170,11 +170,17 @@ public final class Lab: @unchecked Sendable {
     }
 
     /// Starts a background process in a node's namespace, detached (own session), output to
-    /// `log`; returns its pid. It stops at `down` (every process in the namespaces is killed).
+    /// `log`; returns its pid. It stops at `down` (every process in the namespaces is killed,
+    /// and every process the lab recorded, wherever it is now).
     @discardableResult
     public func spawn(_ node: Node, _ argv: [String], log: String) throws -> Int32 {
-        // `ip netns exec` execs the command itself, so the pid is the daemon's.
-        try Runner.spawnDetached(["ip", "netns", "exec", namespace(node)] + argv, log: log)
+        // `ip netns exec` execs the command itself, so the pid (and start time) is the daemon's.
+        let pid = try Runner.spawnDetached(["ip", "netns", "exec", namespace(node)] + argv, log: log)
+        // Recorded before anything waits on it. Not yet reaped, so /proc/PID exists even if it died.
+        if let start = ProcessInfoProbe.startTime(of: pid) {
+            try LabState.recordProcess(spec.name, LabState.Process(pid: pid, start: start))
+        }
+        return pid
     }
 
     private func waitReady(_ waits: [(Node, String, String, Int32)]) throws {
@@ -284,16 +290,20 @@ public final class Lab: @unchecked Sendable {
             if ns.hasPrefix(prefix) { namespaces.insert(ns) }
         }
         let live = namespaces.filter { ns in existing.split(separator: "\n").contains { $0.split(separator: " ").first == Substring(ns) } }
-        // Every process in the lab's namespaces is ours.
-        var pids: [Int32] = []
+        // Every process in the lab's namespaces is ours, and so is every process the lab
+        // recorded that still runs (with its start time: a reused pid is someone else's), even
+        // one left in a namespace that was already deleted.
+        var procs = Set(LabState.processes(name).filter(\.isAlive))
         for ns in live {
             let out = (try? Runner.check(["ip", "netns", "pids", ns])) ?? ""
-            pids += out.split(separator: "\n").compactMap { Int32($0.trimmingCharacters(in: .whitespaces)) }
+            for pid in out.split(separator: "\n").compactMap({ Int32($0.trimmingCharacters(in: .whitespaces)) }) {
+                if let start = ProcessInfoProbe.startTime(of: pid) { procs.insert(LabState.Process(pid: pid, start: start)) }
+            }
         }
-        for pid in pids { kill(pid, SIGTERM) }
+        for p in procs { kill(p.pid, SIGTERM) }
         let deadline = Date().addingTimeInterval(2)
-        while pids.contains(where: ProcessInfoProbe.isRunning) && Date() < deadline { usleep(5_000) }
-        for pid in pids where ProcessInfoProbe.isRunning(pid) { kill(pid, SIGKILL) }
+        while procs.contains(where: \.isAlive) && Date() < deadline { usleep(5_000) }
+        for p in procs where p.isAlive { kill(p.pid, SIGKILL) }
         if !live.isEmpty {
             try Runner.check(["ip", "-force", "-batch", "-"], input: live.sorted().map { "netns del \($0)" }.joined(separator: "\n") + "\n")
         }

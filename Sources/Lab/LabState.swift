@@ -69,6 +69,43 @@ public enum LabState {
         }
     }
 
+    /// A process the lab started, as `<dir>/processes` records it: one `PID STARTTIME` line each
+    /// (STARTTIME from /proc/PID/stat), appended as soon as it is spawned.
+    struct Process: Hashable, Sendable {
+        var pid: Int32
+        var start: UInt64
+
+        /// True while that process, and not a later one with the same pid, is running.
+        var isAlive: Bool { ProcessInfoProbe.isAlive(pid, startedAt: start) }
+    }
+
+    static func processesPath(_ name: String) -> String { "\(directory(of: name))/processes" }
+
+    /// Records a process the lab started. `down` kills it when alive even if its namespace is
+    /// gone: a process in a deleted namespace (its `lab up` SIGKILLed mid-way, the namespace
+    /// deleted by hand) is invisible to `ip netns pids`.
+    static func recordProcess(_ name: String, _ p: Process) throws {
+        let path = processesPath(name)
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw LabError.stateCorrupt(path, String(cString: strerror(errno))) }
+        defer { close(fd) }
+        // One short write with O_APPEND: lines of concurrent writers never interleave.
+        let line = Array("\(p.pid) \(p.start)\n".utf8)
+        guard line.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress, $0.count) }) == line.count else {
+            throw LabError.stateCorrupt(path, String(cString: strerror(errno)))
+        }
+    }
+
+    /// The processes a lab recorded; a torn or foreign line is skipped.
+    static func processes(_ name: String) -> [Process] {
+        guard let text = try? String(contentsOfFile: processesPath(name), encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            let f = line.split(separator: " ")
+            guard f.count == 2, let pid = Int32(f[0]), pid > 1, let start = UInt64(f[1]) else { return nil }
+            return Process(pid: pid, start: start)
+        }
+    }
+
     /// Names of every lab directory, including ones whose record was never written.
     public static func names() -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).filter { !$0.hasPrefix(".") }.sorted()

@@ -1,3 +1,5 @@
+import Wire
+
 /// Splits a target index space across machines, the zmap way.
 ///
 /// The indices 0..<M of a list's targets (in input order; a CIDR line counts every address it
@@ -126,19 +128,5 @@ public struct ShardMembership: Sendable {
             if factors.allSatisfy({ powmod(g, (p - 1) / $0, p) != 1 }) { return g }
             g += 1
         }
-    }
-}
-
-/// SplitMix64 (Steele et al.): a tiny, fully specified generator, so the same seed gives the same
-/// permutation on every machine and in every build.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

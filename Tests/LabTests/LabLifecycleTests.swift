@@ -17,6 +17,16 @@ final class LabLifecycleTests: XCTestCase {
         return found
     }
 
+    /// A `sleep 30` child, killed at the end of the test if still running.
+    private func sleeper() throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        p.arguments = ["30"]
+        try p.run()
+        addTeardownBlock { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        return p
+    }
+
     func testDownLeavesNothingBehind() throws {
         let lab = try makeLab(self, hops: ["router", "strip:30@syn", "nat", "proxy", "synproxy"],
                               servers: ["mptcp:80", "tcp:81"], secondPath: ["router"])
@@ -34,10 +44,7 @@ final class LabLifecycleTests: XCTestCase {
     func testCrashedLabIsRemovedByTheNextUp() throws {
         try TestEnvironment.requireRoot()
         // A lab owned by a process that then dies (as a SIGKILLed test run would).
-        let owner = Process()
-        owner.executableURL = URL(fileURLWithPath: "/bin/sleep")
-        owner.arguments = ["30"]
-        try owner.run()
+        let owner = try sleeper()
         let name = uniqueLabName()
         let lab = try Lab.up(try LabSpec(name: name, hops: ["router"]))
         // Hand the lab to the short-lived owner.
@@ -53,6 +60,85 @@ final class LabLifecycleTests: XCTestCase {
         XCTAssertEqual(try leftovers(name), [], "the next up removed the crashed lab")
         XCTAssertTrue(FileManager.default.fileExists(atPath: other.stateDirectory))
         _ = lab
+    }
+
+    /// `lab up` SIGKILLed while it waits for its element, and the lab's namespaces then deleted
+    /// under the processes (the element, reparented to init, keeps its namespace alive unnamed,
+    /// where `ip netns pids` cannot see it): the stale sweep still kills every process the lab
+    /// started, from the lab's process record.
+    func testProcessesOrphanedByAKilledUpAndDeletedNamespacesAreKilled() throws {
+        try TestEnvironment.requireRoot()
+        let binary = try LabBinary.path()
+        XCTAssertTrue(LabBinary.hasElement(binary), "this build has the element")
+        let name = uniqueLabName()
+        let up = Process()
+        up.executableURL = URL(fileURLWithPath: binary)
+        up.arguments = ["lab", "up", "--name", name, "--hop", "delay:10", "--server", "tcp:80"]
+        up.standardOutput = FileHandle.nullDevice
+        up.standardError = FileHandle.nullDevice
+        try up.run()
+        addTeardownBlock {
+            if up.isRunning { kill(up.processIdentifier, SIGKILL) }
+            try? Lab.down(name: name)
+        }
+        func commandLine(_ pid: Int32) -> String {
+            let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()
+            return String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+        }
+        // Kill `up` as soon as it has spawned the element, before it has seen the queue bound.
+        let deadline = Date().addingTimeInterval(20)
+        var element: LabState.Process?
+        while element == nil, up.isRunning, Date() < deadline {
+            element = LabState.processes(name).first { commandLine($0.pid).contains("lab _element") }
+            if element == nil { usleep(1_000) }
+        }
+        kill(up.processIdentifier, SIGKILL)
+        up.waitUntilExit()
+        let orphan = try XCTUnwrap(element, "lab up recorded its element")
+        let recorded = LabState.processes(name)
+        XCTAssertGreaterThanOrEqual(recorded.count, 2, "the server and the element")
+        XCTAssertEqual(try LabState.read(name).phase, .starting)
+
+        // The namespaces go, their processes stay: nothing of the lab is visible to `ip netns`.
+        for ns in try LabState.read(name).namespaces {
+            _ = try TestShell.run(["ip", "netns", "del", ns])
+        }
+        XCTAssertFalse(try TestShell.check(["ip", "netns", "list"]).contains(Lab.namespacePrefix(name)))
+        XCTAssertTrue(orphan.isAlive, "the element outlived its namespace")
+        let stat = try String(contentsOfFile: "/proc/\(orphan.pid)/stat", encoding: .utf8)
+        let parent = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")[1]
+        XCTAssertNotEqual(Int32(parent), up.processIdentifier, "orphaned: reparented away from the dead `up`")
+
+        XCTAssertTrue(Lab.removeStale().contains(name), "the sweep found the lab of a dead `up`")
+        for p in recorded {
+            // Gone from /proc, or a zombie init has yet to reap: nothing runs.
+            let gone = Date().addingTimeInterval(2)
+            while ProcessInfoProbe.isRunning(p.pid) && Date() < gone { usleep(5_000) }
+            XCTAssertFalse(p.isAlive, "pid \(p.pid) (\(commandLine(p.pid))) was killed")
+        }
+        XCTAssertEqual(try leftovers(name), [])
+    }
+
+    /// A recorded pid that now belongs to another process (another start time) is never killed.
+    func testARecordedPidReusedByAnotherProcessIsSpared() throws {
+        try TestEnvironment.requireRoot()
+        let sleeper = try sleeper()
+        let pid = sleeper.processIdentifier
+        let start = try XCTUnwrap(ProcessInfoProbe.startTime(of: pid))
+
+        let name = uniqueLabName()
+        XCTAssertTrue(try LabState.reserve(name))
+        try LabState.recordProcess(name, LabState.Process(pid: pid, start: start + 1))
+        try Lab.down(name: name)
+        XCTAssertTrue(sleeper.isRunning, "a pid recorded with another start time is someone else's")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: LabState.directory(of: name)))
+
+        XCTAssertTrue(try LabState.reserve(name))
+        try LabState.recordProcess(name, LabState.Process(pid: pid, start: start))
+        try Lab.down(name: name)
+        sleeper.waitUntilExit()
+        XCTAssertEqual(sleeper.terminationReason, .uncaughtSignal)
+        XCTAssertEqual(sleeper.terminationStatus, SIGTERM)
     }
 
     func testNameClashAndBadInputAreTypedErrors() throws {

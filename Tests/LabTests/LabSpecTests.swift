@@ -178,4 +178,35 @@ final class LabSpecTests: XCTestCase {
             }
         }
     }
+
+    /// The hop grammar and the element read option selectors with one type and one name table:
+    /// what the lab parsed is what the element acts on, names and numbers alike.
+    func testHopAndElementShareTheOptionSelector() throws {
+        let cases: [(String, OptionSelector)] = [
+            ("strip:mptcp/mp_join@syn", OptionSelector(kind: 30, mptcpSubtype: 1)),
+            ("remove:30/add_addr", OptionSelector(kind: 30, mptcpSubtype: 3)),
+            ("eol:ts@synack", OptionSelector(kind: 8)),
+            ("remove:MPTCP/DSS@data@toserver", OptionSelector(kind: 30, mptcpSubtype: 2)),
+        ]
+        for (t, want) in cases {
+            let (hop, _) = try HopBehaviour(parsing: t).undirected
+            let hopSel: OptionSelector
+            switch hop {
+            case .strip(let s, _, _), .remove(let s, _, _), .replaceWithEOL(let s, _, _): hopSel = s
+            default: XCTFail("\(t) parsed as \(hop)"); continue
+            }
+            XCTAssertEqual(hopSel, want, t)
+            let element = try ElementBehaviour(parsing: hop.elementArgument)
+            switch element.kind {
+            case .strip(let s), .remove(let s), .eol(let s): XCTAssertEqual(s, want, t)
+            default: XCTFail("\(t) reached the element as \(element)")
+            }
+        }
+        // The element refuses what it cannot act on, by name as by number.
+        for t in ["strip:eol", "remove:nop", "eol:0"] {
+            XCTAssertThrowsError(try ElementBehaviour(parsing: t), t) { error in
+                XCTAssertTrue("\(error)".contains("EOL/NOP"), "\(error)")
+            }
+        }
+    }
 }

@@ -172,6 +172,20 @@ final class ShardTests: XCTestCase {
         XCTAssertNil(Shard("x"))
     }
 
+    /// `--shard/--seed` is a contract between vantage points: a seed must split a list the same
+    /// way in every build. The generator is pinned in WireTests (published SplitMix64 outputs);
+    /// here the walk it seeds, against values recorded from the split as scans have shipped it.
+    func testTheSplitOfASeedIsPinned() {
+        let m = ShardMembership(size: 1000, shard: Shard("2/5")!, seed: 0xdead_beef)
+        XCTAssertEqual([m.prime, m.generator, m.start], [1009, 65, 99])
+        XCTAssertEqual(Array((0..<1000).filter { m.contains($0) }.prefix(12)), [16, 18, 20, 21, 30, 34, 35, 36, 47, 58, 59, 74])
+        let one = ShardMembership(size: 100, shard: Shard("1/3")!, seed: 1)
+        XCTAssertEqual([one.generator, one.start], [53, 20])
+        XCTAssertEqual((0..<100).filter { one.contains($0) },
+                       [3, 6, 7, 10, 11, 16, 18, 19, 20, 32, 34, 35, 39, 46, 50, 51, 52, 54, 56, 57, 59, 61, 62, 63, 69, 70,
+                        72, 78, 82, 84, 87, 90, 94, 98])
+    }
+
     func testGeneratorIsPrimitive() {
         for p in [5, 7, 11, 1009, 10007, 1_000_003] as [UInt64] {
             let g = ShardMembership.primitiveRoot(p, startingAt: 2)

@@ -129,7 +129,7 @@ final class InetDiagTests: XCTestCase {
 
     /// Arbitrary bytes, and every truncation and many bit flips of the real answers, never trap.
     func testArbitraryAndMutatedBytesNeverTrap() throws {
-        var rng = FuzzPropertyTests.SplitMix(state: 0x6b65_726e_656c)
+        var rng = SplitMix64(seed: 0x6b65_726e_656c)
         func exercise(_ bytes: [UInt8]) {
             _ = try? InetDiag.parseAnswer([bytes], sequence: 1)
             _ = try? InetDiag.parseAnswer([bytes], sequence: 2)

@@ -58,56 +58,8 @@ public struct ElementBehaviour: Hashable, Sendable {
         case forward = "fwd"
     }
 
-    /// A TCP option kind, optionally narrowed to one MPTCP subtype (kind 30).
-    public struct Option: Hashable, Sendable, CustomStringConvertible {
-        public var kind: UInt8
-        public var mptcpSubtype: UInt8?
-
-        public init(kind: UInt8, mptcpSubtype: UInt8? = nil) {
-            self.kind = kind
-            self.mptcpSubtype = mptcpSubtype
-        }
-
-        /// Names accepted in place of numbers.
-        public static let kindNames: [String: UInt8] = [
-            "mss": 2, "wscale": 3, "sackok": 4, "sack": 5, "ts": 8,
-            "md5": 19, "ao": 29, "mptcp": 30, "fastopen": 34,
-        ]
-        public static let subtypeNames: [String: UInt8] = [
-            "mp_capable": 0, "mp_join": 1, "dss": 2, "add_addr": 3, "remove_addr": 4,
-            "mp_prio": 5, "mp_fail": 6, "mp_fastclose": 7, "mp_tcprst": 8,
-        ]
-
-        public var description: String { mptcpSubtype.map { "\(kind)/\($0)" } ?? "\(kind)" }
-
-        /// Whether a parsed option is the one selected.
-        public func matches(_ o: TCPOption) -> Bool {
-            guard o.kind.rawValue == kind else { return false }
-            guard let sub = mptcpSubtype else { return true }
-            return o.mptcpSubtype?.rawValue == sub
-        }
-
-        init(parsing text: String, in whole: String) throws {
-            let parts = text.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-            guard parts.count <= 2, !parts[0].isEmpty else {
-                throw ElementBehaviourError(whole, "expected an option KIND or KIND/SUBTYPE, e.g. 30 or 30/2")
-            }
-            guard let k = UInt8(parts[0]) ?? Self.kindNames[parts[0].lowercased()] else {
-                throw ElementBehaviourError(whole, "unknown option kind \"\(parts[0])\" (0-255 or one of \(Self.kindNames.keys.sorted().joined(separator: ", ")))")
-            }
-            // EOL and NOP are not options one can strip or replace.
-            guard k > 1 else { throw ElementBehaviourError(whole, "option kind \(k) (EOL/NOP) cannot be selected") }
-            kind = k
-            mptcpSubtype = nil
-            if parts.count == 2 {
-                guard k == 30 else { throw ElementBehaviourError(whole, "a subtype is only meaningful for the MPTCP option (kind 30)") }
-                guard let s = UInt8(parts[1]).flatMap({ $0 < 16 ? $0 : nil }) ?? Self.subtypeNames[parts[1].lowercased()] else {
-                    throw ElementBehaviourError(whole, "unknown MPTCP subtype \"\(parts[1])\" (0-15 or a name such as dss)")
-                }
-                mptcpSubtype = s
-            }
-        }
-    }
+    /// The option an option behaviour acts on: the same selector and names as the hop grammar.
+    public typealias Option = OptionSelector
 
     /// A same-length payload change.
     public enum PayloadEdit: Hashable, Sendable {
@@ -347,6 +299,15 @@ extension ElementBehaviour: CustomStringConvertible {
             throw ElementBehaviourError(text, "the replacement must have the same length as the text it replaces (\(f.count) bytes, got \(r.count)): a longer or shorter payload would shift the sequence space")
         }
         return .replace(find: f, with: r)
+    }
+}
+
+extension OptionSelector {
+    /// The element's reading of an option argument; errors name the whole behaviour `whole`.
+    init(parsing text: String, in whole: String) throws {
+        try self.init(parsing: text) { ElementBehaviourError(whole, $0) }
+        // EOL and NOP are not options one can strip or replace.
+        guard kind > 1 else { throw ElementBehaviourError(whole, "option kind \(kind) (EOL/NOP) cannot be selected") }
     }
 }
 

@@ -67,18 +67,9 @@ public struct ElementDecision: Hashable, Sendable {
     }
 }
 
-/// A deterministic generator (SplitMix64): the same seed gives the same lab run.
-public struct SeededRandom: RandomNumberGenerator, Hashable, Sendable {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+/// The element's random decisions come from one `SplitMix64` seeded by `--seed`: the same seed
+/// gives the same lab run.
+extension SplitMix64 {
     /// True with probability `percent`/100.
     public mutating func chance(_ percent: Double) -> Bool {
         guard percent > 0 else { return false }
@@ -112,7 +103,7 @@ public struct FlowKey: Hashable, Sendable {
 /// The element: behaviours applied in order to every queued packet, with their state.
 public struct ElementPipeline: Sendable {
     public let behaviours: [ElementBehaviour]
-    var random: SeededRandom
+    var random: SplitMix64
     /// seqrand: the offset added to the sequence numbers of each direction.
     var sequenceOffsets: [FlowKey: UInt32] = [:]
     /// coalesce: the MSS each endpoint announced (the most its peer may send it).
@@ -134,7 +125,7 @@ public struct ElementPipeline: Sendable {
 
     public init(behaviours: [ElementBehaviour], seed: UInt64) {
         self.behaviours = behaviours
-        self.random = SeededRandom(seed: seed)
+        self.random = SplitMix64(seed: seed)
     }
 
     /// A packet in flight through the behaviours.
@@ -481,7 +472,7 @@ public enum Transforms {
     /// echo-mpc: the SYN/ACK a fake MPTCP box answers a SYN carrying MP_CAPABLE with. The
     /// SYN's MP_CAPABLE comes back: a v0 SYN's key is echoed as it is; a v1 SYN carries no key,
     /// and a SYN/ACK must, so version and flags are copied and a key is drawn from the seed.
-    public static func echoMPCapable(_ packet: IPPacket, random: inout SeededRandom) -> [UInt8]? {
+    public static func echoMPCapable(_ packet: IPPacket, random: inout SplitMix64) -> [UInt8]? {
         guard let syn = packet.tcp, syn.header.flags.contains(.syn), !syn.header.flags.contains(.ack) else { return nil }
         var mpc: MPCapable?
         var sackOK = false, wscale = false
