@@ -1,4 +1,3 @@
-import Foundation
 import Wire
 import PacketIO
 import Report
@@ -59,12 +58,13 @@ public enum SessionSummary {
 ///
 /// The engine is a sequential program (send, wait for the answer, decide), which keeps its
 /// protocol logic readable; the dispatcher needs a task it can step. So the engine runs as a
-/// coroutine on a thread of its own, and the two strictly take turns: the engine runs only
-/// inside `step`, while the dispatcher waits, and parks whenever it sends a packet or waits for
-/// one. Its packets still go through the scan's one injector and token bucket, and its replies
-/// come from the one capture; nothing of the engine runs concurrently with the dispatcher.
+/// coroutine of the dispatcher: an async task on an `InlineExecutor` that only this task drains.
+/// Its network is a mailbox: a send or a wait suspends the engine and leaves a request, which
+/// `step` turns into what the dispatcher does (send when the rate allows, wake at the deadline
+/// or when a packet is routed here); resuming the engine runs it on the dispatcher's thread up
+/// to its next suspension. No thread of its own, no locks: everything happens inside `step`.
 final class SessionCheckTask: ScanTask {
-    /// What the parked engine asked for.
+    /// What the suspended engine asked for.
     enum Request {
         case none
         case send([UInt8])
@@ -72,12 +72,10 @@ final class SessionCheckTask: ScanTask {
         case done(Result<SessionRecord, Error>)
     }
 
-    enum Turn { case dispatcher, engine }
-
     let configuration: SessionConfiguration
-    private let condition = NSCondition()
-    private var turn = Turn.dispatcher
+    private let executor = InlineExecutor()
     private var request = Request.none
+    private var continuation: CheckedContinuation<Void, Error>?
     /// The packet of a `.send` request was handed to the dispatcher (it sends it before stepping again).
     private var sendTaken = false
     private var inbox: [ReceivedPacket] = []
@@ -94,25 +92,32 @@ final class SessionCheckTask: ScanTask {
     var localPorts: [UInt16] { configuration.localPorts }
 
     func step(now: Double, maySend: Bool) throws -> ScanStep {
-        condition.lock()
-        defer { condition.unlock() }
         clock = now
         if !started {
             started = true
-            let thread = Thread { [self] in engineMain() }
-            thread.stackSize = 4 << 20
-            thread.name = "mptracebox-session"
-            thread.start()
-            resumeEngine()
+            let engine = SessionEngine(configuration: configuration, network: Mailbox(task: self))
+            _ = Task(executorPreference: executor) { [self] in
+                let outcome: Result<SessionRecord, Error>
+                do {
+                    let record = try await engine.runAsync()
+                    result = (record, SessionClassifier.classify(record))
+                    outcome = .success(record)
+                } catch {
+                    outcome = .failure(error)
+                }
+                request = .done(outcome)
+            }
+            executor.drain()
         }
         while true {
             switch request {
             case .none:
-                resumeEngine()
+                // Only before the task's first job ran; the drain above runs it.
+                throw ScanError.network("internal: the session engine did not start")
             case .send(let bytes):
                 if sendTaken {
                     sendTaken = false
-                    resumeEngine()
+                    resume()
                 } else if maySend {
                     sendTaken = true
                     return .send(bytes)
@@ -121,7 +126,7 @@ final class SessionCheckTask: ScanTask {
                 }
             case .wait(let until):
                 if inboxHead < inbox.count || now >= until {
-                    resumeEngine()
+                    resume()
                 } else {
                     return .wait(until: until)
                 }
@@ -134,24 +139,21 @@ final class SessionCheckTask: ScanTask {
     }
 
     func handle(_ packet: ReceivedPacket) {
-        condition.lock()
         inbox.append(packet)
-        condition.unlock()
     }
 
-    /// Ends a session the scan abandons (it stops): the parked engine gets an error and its thread ends.
+    /// Ends a session the scan abandons (it stops): the suspended engine gets an error and ends.
     func cancel() {
-        condition.lock()
-        defer { condition.unlock() }
         cancelled = true
-        if started, case .done = request { return }
-        if started { resumeEngine() }
+        if let c = continuation {
+            continuation = nil
+            c.resume(throwing: PacketIOError("the scan stopped"))
+            executor.drain()
+        }
     }
 
-    /// The engine's coroutine has returned (finished, failed or cancelled).
+    /// The engine's task has returned (finished, failed or cancelled).
     var hasEnded: Bool {
-        condition.lock()
-        defer { condition.unlock() }
         if case .done = request { return true }
         return false
     }
@@ -160,80 +162,50 @@ final class SessionCheckTask: ScanTask {
 
     var summary: CheckSummary? { result.map { SessionSummary.summary($0.record, $0.verdicts) } }
 
-    // MARK: Turn-taking (called with the condition locked)
-
-    /// Lets the engine run until it parks again (or ends).
-    private func resumeEngine() {
-        turn = .engine
-        condition.broadcast()
-        while turn != .dispatcher { condition.wait() }
+    /// Lets the engine run up to its next suspension (or its end).
+    private func resume() {
+        guard let c = continuation else { return }
+        continuation = nil
+        c.resume()
+        executor.drain()
     }
 
-    /// The engine's side: publishes a request and waits for its next turn.
-    private func park(_ r: Request) {
-        request = r
-        turn = .dispatcher
-        condition.broadcast()
-        while turn != .engine { condition.wait() }
-    }
-
-    private func engineMain() {
-        condition.lock()
-        while turn != .engine { condition.wait() }
-        condition.unlock()
-        let outcome: Result<SessionRecord, Error>
-        do {
-            let record = try SessionEngine(configuration: configuration, network: Mailbox(task: self)).run()
-            result = (record, SessionClassifier.classify(record))
-            outcome = .success(record)
-        } catch {
-            outcome = .failure(error)
+    /// The engine's side: leaves a request and suspends until `step` resumes it.
+    fileprivate func suspend(_ r: Request) async throws {
+        guard !cancelled else { throw PacketIOError("the scan stopped") }
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
+            request = r
+            continuation = c
         }
-        condition.lock()
-        request = .done(outcome)
-        turn = .dispatcher
-        condition.broadcast()
-        condition.unlock()
     }
 
-    /// The engine's network: sends and receives by parking the engine and letting the dispatcher act.
-    final class Mailbox: PacketNetwork {
+    fileprivate func nextPacket(until deadline: Double) async throws -> ReceivedPacket? {
+        while true {
+            if inboxHead < inbox.count {
+                let p = inbox[inboxHead]
+                inboxHead += 1
+                if inboxHead == inbox.count {
+                    inbox.removeAll(keepingCapacity: true)
+                    inboxHead = 0
+                }
+                return p
+            }
+            if clock >= deadline { return nil }
+            try await suspend(.wait(until: deadline))
+        }
+    }
+
+    /// The engine's network: sends and receives by suspending the engine and letting the dispatcher act.
+    final class Mailbox: AsyncPacketNetwork {
         unowned let task: SessionCheckTask
 
         init(task: SessionCheckTask) { self.task = task }
 
-        func send(_ packet: [UInt8]) throws {
-            task.condition.lock()
-            defer { task.condition.unlock() }
-            guard !task.cancelled else { throw PacketIOError("the scan stopped") }
-            task.park(.send(packet))
-            guard !task.cancelled else { throw PacketIOError("the scan stopped") }
-        }
+        func send(_ packet: [UInt8]) async throws { try await task.suspend(.send(packet)) }
 
-        func receive(until deadline: Double) throws -> ReceivedPacket? {
-            task.condition.lock()
-            defer { task.condition.unlock() }
-            while true {
-                guard !task.cancelled else { throw PacketIOError("the scan stopped") }
-                if task.inboxHead < task.inbox.count {
-                    let p = task.inbox[task.inboxHead]
-                    task.inboxHead += 1
-                    if task.inboxHead == task.inbox.count {
-                        task.inbox.removeAll(keepingCapacity: true)
-                        task.inboxHead = 0
-                    }
-                    return p
-                }
-                if task.clock >= deadline { return nil }
-                task.park(.wait(until: deadline))
-            }
-        }
+        func receive(until deadline: Double) async throws -> ReceivedPacket? { try await task.nextPacket(until: deadline) }
 
         /// The dispatcher's clock as of the engine's turn (the engine only runs inside `step`).
-        func now() -> Double {
-            task.condition.lock()
-            defer { task.condition.unlock() }
-            return task.clock
-        }
+        func now() -> Double { task.clock }
     }
 }

@@ -9,7 +9,7 @@ import MPTCPCrypto
 /// stays unset and the classifier reports the outcome as unclear or timed out.
 public final class SessionEngine {
     let config: SessionConfiguration
-    let network: PacketNetwork
+    let network: AsyncPacketNetwork
     var record: SessionRecord
 
     var version: MPTCPVersion = .v1
@@ -37,10 +37,15 @@ public final class SessionEngine {
     /// Set when the close starts: segments after it (FIN exchange, TIME-WAIT ACKs) tell nothing about fallbacks.
     var closing = false
 
-    public init(configuration: SessionConfiguration, network: PacketNetwork) {
+    public init(configuration: SessionConfiguration, network: AsyncPacketNetwork) {
         config = configuration
         self.network = network
         record = SessionRecord(configuration: configuration)
+    }
+
+    /// On a blocking network (the CLI, tests): `run()` returns when the session is over.
+    public convenience init(configuration: SessionConfiguration, network: PacketNetwork) {
+        self.init(configuration: configuration, network: BlockingNetwork(network))
     }
 
     /// The BPF filter for a session: the server's segments to our ports and ICMP errors.
@@ -49,14 +54,20 @@ public final class SessionEngine {
         return "(tcp and src host \(c.target) and src port \(c.destinationPort) and (\(ports))) or icmp or icmp6"
     }
 
-    /// Runs the whole session. Throws only for configuration or network-edge failures.
+    /// Runs the whole session on the calling thread (its network must not suspend: a blocking
+    /// one). Throws only for configuration or network-edge failures.
     public func run() throws -> SessionRecord {
+        try InlineExecutor.runToCompletion { try await self.runAsync() }
+    }
+
+    /// Runs the whole session; suspends whenever its network does (a scan's dispatcher).
+    public func runAsync() async throws -> SessionRecord {
         try config.validate()
         record.started = network.now()
         version = config.version == .v0 ? .v0 : .v1
         record.facts.versionSent = version.rawValue
         do {
-            try session()
+            try await session()
         } catch let e as SessionError {
             throw e
         } catch let e as MPTCPCryptoError {
@@ -74,24 +85,24 @@ public final class SessionEngine {
 
     // MARK: The steps
 
-    func session() throws {
-        let sf = try openInitial(version: version, port: config.sourcePort)
+    func session() async throws {
+        let sf = try await openInitial(version: version, port: config.sourcePort)
         record.facts.handshake = sf.outcome
         guard case .synAck(let synAck) = sf.outcome, let flow = sf.flow else {
-            if case .noAnswer = sf.outcome { try plainSYNRetry() }
+            if case .noAnswer = sf.outcome { try await plainSYNRetry() }
             return
         }
-        try measureDistance(synAck)
+        try await measureDistance(synAck)
         var initial = flow
         var mpc = record.packets[synAck].packet.tcp?.header.options.mpCapable
         if mpc == nil, config.version == .auto {
             // RFC 8684 §3.1: a v0-only server ignores a v1 SYN; try again with v0.
-            let retry = try openInitial(version: .v0, port: config.retryPort)
+            let retry = try await openInitial(version: .v0, port: config.retryPort)
             record.facts.v0Retry = retry.outcome
             if let f = retry.flow {
                 // The retry's connection carries the session (MPTCP v0, or plain TCP when the v0
                 // SYN was answered plainly too); the v1 attempt is abandoned.
-                try sendReset(flow)
+                try await sendReset(flow)
                 initial = f
                 if case .synAck(let i) = retry.outcome,
                    let m = record.packets[i].packet.tcp?.header.options.mpCapable, m.senderKey != nil, m.senderKey != localKey.rawValue {
@@ -107,44 +118,44 @@ public final class SessionEngine {
                 subflows.insert(flow, at: 0)
             }
         }
-        if let m = mpc, try acceptSynAck(m, synAckPacket: synAck) {
+        if let m = mpc, try await acceptSynAck(m, synAckPacket: synAck) {
             mptcp = true
         } else {
             if mpc == nil, config.inspectPath, let d = record.facts.pathDistance, d > 1, let syn = record.facts.synPackets.first {
-                record.facts.inspections.append(try inspect(packet: syn, label: "syn", maxTTL: d - 1))
+                record.facts.inspections.append(try await inspect(packet: syn, label: "syn", maxTTL: d - 1))
             }
         }
-        if config.inspectPath { try proxyCheck() }
+        if config.inspectPath { try await proxyCheck() }
         record.facts.versionUsed = mptcp ? version.rawValue : nil
 
-        try thirdAck(initial)
-        if mptcp { try ackProbe(initial) }
+        try await thirdAck(initial)
+        if mptcp { try await ackProbe(initial) }
         if mptcp && config.priority {
-            record.facts.prioritySent = try send(initial.segment(flags: .ack, options: [.mptcp(.priority(MPPriority(backup: true)))] + dataAckOption()),
+            record.facts.prioritySent = try await send(initial.segment(flags: .ack, options: [.mptcp(.priority(MPPriority(backup: true)))] + dataAckOption()),
                                                 subflow: initial, label: "mp-prio")
         }
 
         // Data: the first half on the initial subflow.
         let half = config.join && mptcp ? config.payload.count / 2 : config.payload.count
-        try sendData(initial, range: 0..<half)
-        _ = try waitAcked(initial)
-        if !mptcp { try locateFallback(initial) }
+        try await sendData(initial, range: 0..<half)
+        _ = try await waitAcked(initial)
+        if !mptcp { try await locateFallback(initial) }
 
         if mptcp && config.join {
-            if let joined = try openJoin() {
-                try sendData(joined, range: half..<config.payload.count)
-                if try !waitAcked(joined) { record.facts.dataTimedOut = true }
+            if let joined = try await openJoin() {
+                try await sendData(joined, range: half..<config.payload.count)
+                if try await !waitAcked(joined) { record.facts.dataTimedOut = true }
                 record.facts.joinBytesAcked = Int(joined.sndUna &- joined.iss &- 1)
             }
         }
         if dataSent < config.payload.count {
-            try sendData(initial, range: dataSent..<config.payload.count)
-            if try !waitAcked(initial) { record.facts.dataTimedOut = true }
+            try await sendData(initial, range: dataSent..<config.payload.count)
+            if try await !waitAcked(initial) { record.facts.dataTimedOut = true }
         }
-        if mptcp && config.addAddress && version == .v1 { try addAddress(initial) }
-        try awaitEcho()
+        if mptcp && config.addAddress && version == .v1 { try await addAddress(initial) }
+        try await awaitEcho()
         record.facts.echoMatches = config.expectEcho ? Array(deliveredData().prefix(config.payload.count)) == config.payload : nil
-        if config.fastClose && mptcp { try fastClose(initial) } else { try close() }
+        if config.fastClose && mptcp { try await fastClose(initial) } else { try await close() }
         record.facts.bytesSent = dataSent
         record.facts.bytesAckedDataLevel = min(dataAcked, dataSent)
         record.facts.bytesAckedSubflow = subflows.reduce(0) { $0 + Int($1.sndUna &- $1.iss) - 1 - ($1.finSent && $1.sndUna == $1.sndNxt ? 1 : 0) }
@@ -156,7 +167,7 @@ public final class SessionEngine {
     }
 
     /// Sends the MP_CAPABLE SYN (with retransmissions) and waits for the answer.
-    func openInitial(version v: MPTCPVersion, port: UInt16) throws -> Opened {
+    func openInitial(version v: MPTCPVersion, port: UInt16) async throws -> Opened {
         localKey = try config.localKey.map(MPTCPKey.init(rawValue:)) ?? MPTCPKey.random(version: v)
         localIDSN = try localKey.idsn(v)
         record.facts.localKey = localKey.rawValue
@@ -170,7 +181,7 @@ public final class SessionEngine {
         if config.checksum { flags |= MPCapable.checksumRequired }
         let mpc = MPCapable(version: v.rawValue, flags: flags, senderKey: v == .v0 ? localKey.rawValue : nil)
         let syn = try sf.segment(flags: .syn, options: synOptions(mpc: mpc))
-        let outcome = try handshake(sf, syn: syn, label: v == .v0 ? "syn v0" : "syn", synPackets: { record.facts.synPackets.append($0) })
+        let outcome = try await handshake(sf, syn: syn, label: v == .v0 ? "syn v0" : "syn", synPackets: { record.facts.synPackets.append($0) })
         if case .synAck(let i) = outcome, let seg = record.packets[i].packet.tcp {
             record.facts.synAckNOPRun = seg.header.options.longestNOPRun
             record.facts.synAckMPCapable = seg.header.options.mpCapable
@@ -195,18 +206,18 @@ public final class SessionEngine {
     }
 
     /// Sends a SYN until a SYN/ACK, RST or ICMP error answers it.
-    func handshake(_ sf: Subflow, syn: [UInt8], label: String, synPackets: (Int) -> Void) throws -> HandshakeOutcome {
+    func handshake(_ sf: Subflow, syn: [UInt8], label: String, synPackets: (Int) -> Void) async throws -> HandshakeOutcome {
         var rto = config.timeout
         var attempt = 0, resends = 0
         while attempt <= config.retries {
             let again = resends > 0 && sf.staleConnectionResets.count == resends
-            synPackets(try send(syn, subflow: sf, label: again ? "\(label) (after resetting an old connection)"
+            synPackets(try await send(syn, subflow: sf, label: again ? "\(label) (after resetting an old connection)"
                                                         : attempt == 0 ? label : "\(label) (retransmission)"))
             sf.sndNxt = sf.iss &+ 1
             let deadline = network.now() + rto
             var outcome: HandshakeOutcome?
             let stale = sf.staleConnectionResets.count
-            try pump(until: deadline) {
+            try await pump(until: deadline) {
                 if let o = sf.handshakeOutcome { outcome = o; return true }
                 if let u = self.unreachable(for: sf) { outcome = u; return true }
                 return sf.staleConnectionResets.count > stale && resends < 2
@@ -224,19 +235,19 @@ public final class SessionEngine {
     }
 
     /// When every MP_CAPABLE SYN went unanswered: does a plain SYN get through?
-    func plainSYNRetry() throws {
+    func plainSYNRetry() async throws {
         let sf = Subflow(id: 9, kind: .initial, local: config.source, localPort: config.retryPort,
                          remote: config.target, remotePort: config.destinationPort, iss: initialSequenceNumber())
         subflows.append(sf)
         let syn = try sf.segment(flags: .syn, options: synOptions(mpc: nil))
-        let outcome = try handshake(sf, syn: syn, label: "plain syn", synPackets: { _ in })
+        let outcome = try await handshake(sf, syn: syn, label: "plain syn", synPackets: { _ in })
         record.facts.plainSYN = outcome
-        if outcome.isSynAck { try sendReset(sf) }
+        if outcome.isSynAck { try await sendReset(sf) }
         subflows.removeAll { $0 === sf }
     }
 
     /// Checks the server's MP_CAPABLE; returns true when MPTCP is on.
-    func acceptSynAck(_ m: MPCapable, synAckPacket: Int) throws -> Bool {
+    func acceptSynAck(_ m: MPCapable, synAckPacket: Int) async throws -> Bool {
         // A v1 SYN/ACK must carry the server's key (12 bytes); 4 bytes, or our own v0 key, is an echo.
         guard let key = m.senderKey, m.receiverKey == nil else {
             record.facts.synAckEchoed = true
@@ -267,13 +278,13 @@ public final class SessionEngine {
     }
 
     /// Estimates how many hops away the SYN/ACK's sender is from its TTL (initial 64, 128 or 255).
-    func measureDistance(_ synAck: Int) throws {
+    func measureDistance(_ synAck: Int) async throws {
         let ttl = Int(record.packets[synAck].packet.ip.ttl)
         let initial = [32, 64, 128, 255].first { $0 >= ttl } ?? 255
         record.facts.pathDistance = initial - ttl + 1
     }
 
-    func thirdAck(_ sf: Subflow) throws {
+    func thirdAck(_ sf: Subflow) async throws {
         var options: [TCPOption] = []
         if mptcp, let rk = remoteKey {
             var flags: UInt8 = MPCapable.hmacSHA
@@ -281,20 +292,20 @@ public final class SessionEngine {
             options.append(.mptcp(.capable(MPCapable(version: version.rawValue, flags: flags, senderKey: localKey.rawValue, receiverKey: rk.rawValue))))
         }
         sf.established = true
-        record.facts.thirdAckPacket = try send(sf.segment(flags: .ack, options: options), subflow: sf, label: "third ack")
+        record.facts.thirdAckPacket = try await send(sf.segment(flags: .ack, options: options), subflow: sf, label: "third ack")
         firstDataMPCapable = mptcp && version == .v1
     }
 
     /// An out-of-window ACK draws a duplicate ACK from the server: with a DSS in it, the server
     /// took our keys (its MPTCP side is up); without, it fell back on the third ACK.
-    func ackProbe(_ sf: Subflow) throws {
+    func ackProbe(_ sf: Subflow) async throws {
         for attempt in 0...min(config.retries, 2) {
             let before = record.packets.count
-            let i = try send(sf.segment(flags: .ack, seq: sf.sndNxt &- 1, options: []), subflow: sf, label: "ack probe")
+            let i = try await send(sf.segment(flags: .ack, seq: sf.sndNxt &- 1, options: []), subflow: sf, label: "ack probe")
             _ = i
             var reply: Int?
             // Linux rate-limits answers to out-of-window segments (tcp_invalid_ratelimit, 0.5 s).
-            try pump(until: network.now() + max(config.timeout / 2, 0.6)) {
+            try await pump(until: network.now() + max(config.timeout / 2, 0.6)) {
                 for p in self.record.packets[before...] where p.direction == .in && p.subflow == sf.id {
                     if let seg = p.packet.tcp, !seg.header.flags.contains(.syn), !seg.header.flags.contains(.rst) { reply = p.index; return true }
                 }
@@ -317,7 +328,7 @@ public final class SessionEngine {
         return [.mptcp(.dss(DSS(dataACK: remoteIDSN &+ 1 &+ UInt64(received.count) &+ (remoteDataFin != nil && remoteDataFin! <= received.count ? 1 : 0), dataACK64: true)))]
     }
 
-    func sendData(_ sf: Subflow, range: Range<Int>) throws {
+    func sendData(_ sf: Subflow, range: Range<Int>) async throws {
         var offset = range.lowerBound
         while offset < range.upperBound {
             let end = min(range.upperBound, offset + config.segmentSize)
@@ -343,7 +354,7 @@ public final class SessionEngine {
                 }
             }
             let bytes = try sf.segment(flags: [.ack, .psh], options: options, payload: chunk)
-            let i = try send(bytes, subflow: sf, label: label)
+            let i = try await send(bytes, subflow: sf, label: label)
             sf.outstanding.append(.init(seq: sf.sndNxt, length: UInt32(chunk.count), bytes: bytes, label: label, sent: network.now(), retries: 0))
             sf.sndNxt &+= UInt32(chunk.count)
             _ = i
@@ -356,21 +367,21 @@ public final class SessionEngine {
     /// Waits until the subflow acknowledges all it was sent (and, in MPTCP mode, the data level);
     /// retransmits on timeout. False when it gave up.
     @discardableResult
-    func waitAcked(_ sf: Subflow) throws -> Bool {
+    func waitAcked(_ sf: Subflow) async throws -> Bool {
         var rto = config.timeout
         var tries = 0
         while true {
             let deadline = network.now() + rto
-            try pump(until: deadline) { self.allAcked(sf) || sf.reset }
+            try await pump(until: deadline) { self.allAcked(sf) || sf.reset }
             if allAcked(sf) { return true }
             if sf.reset || tries >= config.retries { return false }
             tries += 1
             rto *= 2
             for o in sf.outstanding where seqLT(sf.sndUna, o.seq &+ o.length) {
-                try send(o.bytes, subflow: sf, label: o.label + " (retransmission)")
+                try await send(o.bytes, subflow: sf, label: o.label + " (retransmission)")
             }
             // The data-level acknowledgment may lag the subflow's: nudge with a pure ACK.
-            if sf.outstanding.isEmpty && mptcp { try send(sf.segment(flags: .ack, options: dataAckOption()), subflow: sf, label: "ack") }
+            if sf.outstanding.isEmpty && mptcp { try await send(sf.segment(flags: .ack, options: dataAckOption()), subflow: sf, label: "ack") }
         }
     }
 
@@ -381,11 +392,15 @@ public final class SessionEngine {
     }
 
     /// Reads until the echo is complete (or the server closed, or the timeout passed).
-    func awaitEcho() throws {
+    func awaitEcho() async throws {
         let want = config.expectEcho ? config.payload.count : 0
         let deadline = network.now() + config.timeout * Double(1 + config.retries)
-        try pump(until: deadline) { self.deliveredData().count >= want && want > 0 }
-        if config.linger > 0 { try pump(until: network.now() + config.linger) { false } }
+        // Without an echo to wait for, what the server sends ends with its DATA_FIN (or FIN):
+        // stop there instead of waiting out the deadline.
+        try await pump(until: deadline) {
+            want > 0 ? self.deliveredData().count >= want : self.remoteDataFin != nil || self.subflows.first?.finReceived == true
+        }
+        if config.linger > 0 { try await pump(until: network.now() + config.linger) { false } }
     }
 
     /// The data received at the data level (or, after a fallback, the initial subflow's bytes).
@@ -397,7 +412,7 @@ public final class SessionEngine {
 
     // MARK: Close
 
-    func close() throws {
+    func close() async throws {
         closing = true
         guard let initial = subflows.first(where: { $0.kind == .initial }) else { return }
         let live = subflows.filter { $0.established && !$0.reset }
@@ -411,56 +426,56 @@ public final class SessionEngine {
                 let dss = DSS(dataACK: ack, dataACK64: true,
                               mapping: DSS.Mapping(dataSequenceNumber: dsn, subflowSequenceNumber: 0, dataLevelLength: 1, checksum: csum),
                               dsn64: true, dataFIN: true)
-                try send(initial.segment(flags: .ack, options: [.mptcp(.dss(dss))]), subflow: initial, label: "data fin")
+                try await send(initial.segment(flags: .ack, options: [.mptcp(.dss(dss))]), subflow: initial, label: "data fin")
                 dataFinSent = true
-                try pump(until: network.now() + rto) { self.dataAcked > self.dataSent || initial.reset }
+                try await pump(until: network.now() + rto) { self.dataAcked > self.dataSent || initial.reset }
                 if dataAcked > dataSent || initial.reset { break }
                 rto *= 2
             }
             record.facts.dataFinAcked = dataAcked > dataSent
             // The echo server answers our DATA_FIN with its own.
-            try pump(until: network.now() + config.timeout * 2) { self.remoteDataFin != nil || initial.reset }
+            try await pump(until: network.now() + config.timeout * 2) { self.remoteDataFin != nil || initial.reset }
         }
         // Subflow FINs.
         for sf in live where !sf.reset {
             let fin = try sf.segment(flags: [.fin, .ack], options: dataAckOption())
-            try send(fin, subflow: sf, label: "fin")
+            try await send(fin, subflow: sf, label: "fin")
             sf.outstanding.append(.init(seq: sf.sndNxt, length: 1, bytes: fin, label: "fin", sent: network.now(), retries: 0))
             sf.sndNxt &+= 1
             sf.finSent = true
         }
         var rto = config.timeout
         for _ in 0...config.retries {
-            try pump(until: network.now() + rto) { live.allSatisfy { ($0.finReceived && $0.sndUna == $0.sndNxt) || $0.reset } }
+            try await pump(until: network.now() + rto) { live.allSatisfy { ($0.finReceived && $0.sndUna == $0.sndNxt) || $0.reset } }
             if live.allSatisfy({ ($0.finReceived && $0.sndUna == $0.sndNxt) || $0.reset }) { break }
             rto *= 2
             for sf in live where !sf.reset && sf.sndUna != sf.sndNxt {
-                if let o = sf.outstanding.last { try send(o.bytes, subflow: sf, label: "fin (retransmission)") }
+                if let o = sf.outstanding.last { try await send(o.bytes, subflow: sf, label: "fin (retransmission)") }
             }
         }
         record.facts.subflowClosed = live.allSatisfy { $0.finReceived && $0.sndUna == $0.sndNxt }
     }
 
-    func fastClose(_ sf: Subflow) throws {
+    func fastClose(_ sf: Subflow) async throws {
         closing = true
         guard let rk = remoteKey else { return }
-        record.facts.fastCloseSent = try send(sf.segment(flags: .ack, options: [.mptcp(.fastClose(MPFastClose(receiverKey: rk.rawValue)))]),
+        record.facts.fastCloseSent = try await send(sf.segment(flags: .ack, options: [.mptcp(.fastClose(MPFastClose(receiverKey: rk.rawValue)))]),
                                               subflow: sf, label: "mp_fastclose")
-        try pump(until: network.now() + config.timeout * 2) { sf.reset }
+        try await pump(until: network.now() + config.timeout * 2) { sf.reset }
         if sf.reset { record.facts.fastCloseAnswered = record.facts.resets.last }
-        for s in subflows where !s.reset { try sendReset(s) }
+        for s in subflows where !s.reset { try await sendReset(s) }
     }
 
     /// Resets a subflow; `reason` adds MP_TCPRST (RFC 8684 §3.6) with that reason code.
-    func sendReset(_ sf: Subflow, reason: MPTCPReset.Reason? = nil) throws {
+    func sendReset(_ sf: Subflow, reason: MPTCPReset.Reason? = nil) async throws {
         let options: [TCPOption] = reason.map { [.mptcp(.reset(MPTCPReset(reason: $0.rawValue)))] } ?? []
-        try send(sf.segment(flags: [.rst, .ack], options: options), subflow: sf, label: reason == nil ? "rst" : "rst (mp_tcprst \(reason!.rawValue))")
+        try await send(sf.segment(flags: [.rst, .ack], options: options), subflow: sf, label: reason == nil ? "rst" : "rst (mp_tcprst \(reason!.rawValue))")
         sf.reset = true
     }
 
     // MARK: MP_JOIN
 
-    func openJoin() throws -> Subflow? {
+    func openJoin() async throws -> Subflow? {
         guard let rk = remoteKey else { return nil }
         record.facts.joinAttempted = true
         let sf = Subflow(id: 1, kind: .join, local: config.joinSource ?? config.source, localPort: config.effectiveJoinPort,
@@ -470,7 +485,7 @@ public final class SessionEngine {
         let token = try rk.token(version).rawValue
         let join = MPJoin(flags: 0, addressID: config.joinSource == nil ? 0 : 1, stage: .syn(receiverToken: token, senderNonce: nonce))
         let syn = try sf.segment(flags: .syn, options: [.maximumSegmentSize(1400), .mptcp(.join(join))])
-        let outcome = try handshake(sf, syn: syn, label: "join syn", synPackets: { record.facts.joinSynPackets.append($0) })
+        let outcome = try await handshake(sf, syn: syn, label: "join syn", synPackets: { record.facts.joinSynPackets.append($0) })
         record.facts.joinOutcome = outcome
         switch outcome {
         case .reset(let i):
@@ -486,14 +501,14 @@ public final class SessionEngine {
             // RFC 8684 §3.2: a SYN/ACK without MP_JOIN or with a wrong HMAC closes the subflow
             // with a RST carrying MP_TCPRST "MPTCP specific error".
             guard let (theirHMAC, theirNonce) = peer else {
-                try sendReset(sf, reason: .mptcpSpecific)
+                try await sendReset(sf, reason: .mptcpSpecific)
                 return nil
             }
             record.facts.joinSynAckHasJoin = true
             let expected = try MPTCPHMAC.joinSynAck(version, responderKey: rk, initiatorKey: localKey, responderNonce: theirNonce, initiatorNonce: nonce)
             record.facts.joinHMACValid = expected == theirHMAC
             guard expected == theirHMAC else {
-                try sendReset(sf, reason: .mptcpSpecific)
+                try await sendReset(sf, reason: .mptcpSpecific)
                 return nil
             }
             let hmac = try MPTCPHMAC.joinAck(version, initiatorKey: localKey, responderKey: rk, initiatorNonce: nonce, responderNonce: theirNonce)
@@ -503,8 +518,8 @@ public final class SessionEngine {
             var rto = config.timeout
             for attempt in 0...config.retries {
                 let before = record.packets.count
-                try send(ack, subflow: sf, label: attempt == 0 ? "join third ack" : "join third ack (retransmission)")
-                try pump(until: network.now() + rto) {
+                try await send(ack, subflow: sf, label: attempt == 0 ? "join third ack" : "join third ack (retransmission)")
+                try await pump(until: network.now() + rto) {
                     if sf.reset { return true }
                     return self.record.packets[before...].contains { $0.direction == .in && $0.subflow == sf.id && !($0.packet.tcp?.header.flags.contains(.syn) ?? true) }
                 }
@@ -529,23 +544,23 @@ public final class SessionEngine {
 
     // MARK: ADD_ADDR
 
-    func addAddress(_ sf: Subflow) throws {
+    func addAddress(_ sf: Subflow) async throws {
         guard let rk = remoteKey else { return }
         let address = config.joinSource ?? config.source
         let hmac = try MPTCPHMAC.addAddr(senderKey: localKey, peerKey: rk, addressID: addAddrID, address: address.bytes, port: nil)
         let option = AddAddress(encoding: .v1, addressID: addAddrID, address: address, hmac: hmac)
         var rto = config.timeout
         for attempt in 0...config.retries {
-            record.facts.addAddrSent.append(try send(sf.segment(flags: .ack, options: [.mptcp(.addAddress(option))] + dataAckOption()),
+            record.facts.addAddrSent.append(try await send(sf.segment(flags: .ack, options: [.mptcp(.addAddress(option))] + dataAckOption()),
                                                      subflow: sf, label: attempt == 0 ? "add_addr" : "add_addr (retransmission)"))
-            try pump(until: network.now() + rto) { self.record.facts.addAddrEcho != nil || sf.reset }
+            try await pump(until: network.now() + rto) { self.record.facts.addAddrEcho != nil || sf.reset }
             if record.facts.addAddrEcho != nil || sf.reset { return }
             rto *= 2
         }
         // No echo: did our ADD_ADDR get lost, or did it arrive without the option? Copies that
         // expire on the way show, in the routers' quotes, where the option disappeared.
         if config.inspectPath, let d = record.facts.pathDistance, d > 1, let first = record.facts.addAddrSent.first {
-            record.facts.inspections.append(try inspect(packet: first, label: "add-addr", maxTTL: d - 1))
+            record.facts.inspections.append(try await inspect(packet: first, label: "add-addr", maxTTL: d - 1))
         }
     }
 
@@ -553,16 +568,16 @@ public final class SessionEngine {
 
     /// After a fallback on the data: TTL-limited copies of the third ACK and the first data segment
     /// show where their MPTCP options disappeared (when routers after the box quote them).
-    func locateFallback(_ sf: Subflow) throws {
+    func locateFallback(_ sf: Subflow) async throws {
         guard config.inspectPath, record.facts.versionUsed != nil, let d = record.facts.pathDistance, d > 1 else { return }
-        if let t = record.facts.thirdAckPacket { record.facts.inspections.append(try inspect(packet: t, label: "third-ack", maxTTL: d - 1)) }
+        if let t = record.facts.thirdAckPacket { record.facts.inspections.append(try await inspect(packet: t, label: "third-ack", maxTTL: d - 1)) }
         if let data = record.packets.first(where: { $0.direction == .out && $0.subflow == sf.id && $0.label.hasPrefix("data") }) {
-            record.facts.inspections.append(try inspect(packet: data.index, label: "data", maxTTL: d - 1))
+            record.facts.inspections.append(try await inspect(packet: data.index, label: "data", maxTTL: d - 1))
         }
     }
 
     /// Sends copies of a recorded packet with TTL 1...maxTTL at once and reads the quotes.
-    func inspect(packet index: Int, label: String, maxTTL: Int) throws -> Inspection {
+    func inspect(packet index: Int, label: String, maxTTL: Int) async throws -> Inspection {
         let original = record.packets[index].packet
         guard let seg = original.tcp else { return Inspection(segment: label, hops: []) }
         let top = min(maxTTL, 30)
@@ -574,10 +589,10 @@ public final class SessionEngine {
             case .v4(var h): h.ttl = UInt8(ttl); h.identification = UInt16(truncatingIfNeeded: 0x7700 + ttl); p.ip = .v4(h)
             case .v6(var h): h.hopLimit = UInt8(ttl); h.flowLabel = UInt32(0x7700 + ttl); p.ip = .v6(h)
             }
-            try send(p.serialized(finalize: true), subflow: nil, label: "inspect \(label) ttl \(ttl)")
+            try await send(p.serialized(finalize: true), subflow: nil, label: "inspect \(label) ttl \(ttl)")
         }
         var views: [Int: HopView] = [:]
-        try pump(until: network.now() + config.timeout) { views.count >= top || self.collectQuotes(seg, label: label, into: &views, top: top) }
+        try await pump(until: network.now() + config.timeout) { views.count >= top || self.collectQuotes(seg, label: label, into: &views, top: top) }
         _ = collectQuotes(seg, label: label, into: &views, top: top)
         let hops = (1...top).map { views[$0] ?? HopView(ttl: $0, router: nil, packet: nil, state: .unknown) }
         return Inspection(segment: label, hops: hops)
@@ -619,7 +634,7 @@ public final class SessionEngine {
     }
 
     /// Sends an ICMP echo with the SYN/ACK's distance as TTL: if it expires, a box before the server answered.
-    func proxyCheck() throws {
+    func proxyCheck() async throws {
         guard let d = record.facts.pathDistance else { return }
         let id = config.sourcePort, seq = UInt16(truncatingIfNeeded: d)
         let icmp: ICMPMessage, ip: IPHeader
@@ -635,9 +650,9 @@ public final class SessionEngine {
         let bytes = try IPPacket(ip: ip, transport: .icmp(icmp)).serialized(finalize: true)
         for _ in 0...min(config.retries, 1) {
             inbox.removeAll()
-            try send(bytes, subflow: nil, label: "proxy check echo ttl \(d)")
+            try await send(bytes, subflow: nil, label: "proxy check echo ttl \(d)")
             var done = false
-            try pump(until: network.now() + config.timeout) {
+            try await pump(until: network.now() + config.timeout) {
                 for (i, p) in self.inbox {
                     guard let m = p.icmp else { continue }
                     let reply = (m.family == .v4 && m.type == ICMPv4Type.echoReply) || (m.family == .v6 && m.type == ICMPv6Type.echoReply)
@@ -659,8 +674,8 @@ public final class SessionEngine {
     // MARK: I/O and dispatch
 
     @discardableResult
-    func send(_ bytes: [UInt8], subflow: Subflow?, label: String) throws -> Int {
-        do { try network.send(bytes) } catch { throw SessionError.network("\(error)") }
+    func send(_ bytes: [UInt8], subflow: Subflow?, label: String) async throws -> Int {
+        do { try await network.send(bytes) } catch { throw SessionError.network("\(error)") }
         let packet = (try? IPPacket.parse(bytes)) ?? IPPacket(ip: .v4(IPv4Header(source: IPv4Address(rawValue: 0), destination: IPv4Address(rawValue: 0))), transport: .other(bytes))
         let i = record.packets.count
         record.packets.append(RecordedPacket(index: i, time: network.now(), direction: .out, subflow: subflow?.id, packet: packet, label: label))
@@ -668,22 +683,22 @@ public final class SessionEngine {
     }
 
     /// Reads packets until `done` holds or `deadline` passes; every packet is dispatched first.
-    func pump(until deadline: Double, _ done: () -> Bool) throws {
+    func pump(until deadline: Double, _ done: () -> Bool) async throws {
         while !done() {
             guard network.now() < deadline else { return }
             let r: ReceivedPacket?
-            do { r = try network.receive(until: deadline) } catch { throw SessionError.network("\(error)") }
+            do { r = try await network.receive(until: deadline) } catch { throw SessionError.network("\(error)") }
             guard let r else { return }
-            try dispatch(r)
+            try await dispatch(r)
         }
     }
 
-    func dispatch(_ r: ReceivedPacket) throws {
+    func dispatch(_ r: ReceivedPacket) async throws {
         guard let p = try? IPPacket.parse(r.bytes) else { return }
         let i = record.packets.count
         if case .tcp(let seg) = p.transport, let sf = subflows.first(where: { $0.matches(p, seg) }) {
             record.packets.append(RecordedPacket(index: i, time: r.time, direction: .in, subflow: sf.id, packet: p, label: label(seg)))
-            try handle(sf, seg, index: i)
+            try await handle(sf, seg, index: i)
             return
         }
         if case .tcp = p.transport { return }   // another flow of the same server: not ours
@@ -727,7 +742,7 @@ public final class SessionEngine {
     }
 
     /// Everything the client does on a segment of one of its subflows.
-    func handle(_ sf: Subflow, _ seg: TCPSegment, index i: Int) throws {
+    func handle(_ sf: Subflow, _ seg: TCPSegment, index i: Int) async throws {
         let h = seg.header
         if h.flags.contains(.rst) {
             if !sf.synAcked {
@@ -751,7 +766,7 @@ public final class SessionEngine {
             } else if sf.established {
                 // Our third ACK was lost: the SYN/ACK comes again; acknowledge it again.
                 let third = record.packets.last { $0.direction == .out && $0.subflow == sf.id && $0.label.contains("third ack") }
-                if let t = third, let bytes = try? t.packet.serialized() { try send(bytes, subflow: sf, label: t.label + " (again)") }
+                if let t = third, let bytes = try? t.packet.serialized() { try await send(bytes, subflow: sf, label: t.label + " (again)") }
             }
             return
         }
@@ -761,7 +776,7 @@ public final class SessionEngine {
             // mid-session, a TIME_WAIT); reset it with SEQ=SEG.ACK, as a kernel would, and retry.
             if h.flags.contains(.ack), h.acknowledgmentNumber != sf.iss &+ 1, sf.staleConnectionResets.count < 4 {
                 sf.staleConnectionResets.append(i)
-                try send(sf.segment(flags: .rst, seq: h.acknowledgmentNumber, options: []), subflow: sf, label: "rst (an old connection of this four-tuple)")
+                try await send(sf.segment(flags: .rst, seq: h.acknowledgmentNumber, options: []), subflow: sf, label: "rst (an old connection of this four-tuple)")
             }
             return
         }
@@ -810,7 +825,7 @@ public final class SessionEngine {
                 record.facts.mpFail = record.facts.mpFail ?? i
                 // RFC 8684 §3.7: on a single subflow, answer with MP_FAIL and continue without mappings.
                 if mptcp {
-                    try send(sf.segment(flags: .ack, options: [.mptcp(.fail(MPFail(dataSequenceNumber: f.dataSequenceNumber)))]), subflow: sf, label: "mp_fail (reply)")
+                    try await send(sf.segment(flags: .ack, options: [.mptcp(.fail(MPFail(dataSequenceNumber: f.dataSequenceNumber)))]), subflow: sf, label: "mp_fail (reply)")
                     mptcp = false
                 }
             case .addAddress(let a):
@@ -825,7 +840,7 @@ public final class SessionEngine {
                     var echo = AddAddress(encoding: a.encoding, echo: true, addressID: a.addressID, address: a.address, port: a.port)
                     echo.hmac = nil
                     if a.encoding == .v1 {
-                        try send(sf.segment(flags: .ack, options: [.mptcp(.addAddress(echo))] + dataAckOption()), subflow: sf, label: "add_addr echo")
+                        try await send(sf.segment(flags: .ack, options: [.mptcp(.addAddress(echo))] + dataAckOption()), subflow: sf, label: "add_addr echo")
                     }
                 }
             case .removeAddress:
@@ -863,9 +878,9 @@ public final class SessionEngine {
             sf.rcvNxt &+= 1
             needAck = true
         }
-        try deliver(sf)
+        try await deliver(sf)
         if needAck && sf.established && !sf.reset {
-            try send(sf.segment(flags: .ack, options: dataAckOption()), subflow: sf, label: "ack")
+            try await send(sf.segment(flags: .ack, options: dataAckOption()), subflow: sf, label: "ack")
         }
     }
 
@@ -875,7 +890,7 @@ public final class SessionEngine {
     }
 
     /// Moves mapped subflow bytes to the data level, checking DSS checksums.
-    func deliver(_ sf: Subflow) throws {
+    func deliver(_ sf: Subflow) async throws {
         if let inf = sf.infiniteFrom {
             // After an infinite mapping the subflow's bytes are the data stream.
             let start = Int(inf.ssn) - 1
@@ -905,7 +920,7 @@ public final class SessionEngine {
                     record.facts.checksumErrors.append(entry.packet)
                     // RFC 8684 §3.7: a checksum failure on the only subflow: MP_FAIL, then fall back.
                     if mptcp {
-                        try send(sf.segment(flags: .ack, options: [.mptcp(.fail(MPFail(dataSequenceNumber: m.dataSequenceNumber)))]), subflow: sf, label: "mp_fail")
+                        try await send(sf.segment(flags: .ack, options: [.mptcp(.fail(MPFail(dataSequenceNumber: m.dataSequenceNumber)))]), subflow: sf, label: "mp_fail")
                         mptcp = false
                     }
                     continue

@@ -162,8 +162,6 @@ struct ScanRunCommand: ParsableCommand {
             guard VersionChoice(rawValue: mptcpVersion) != nil else { throw ValidationError("--mptcp-version must be 0, 1 or auto") }
             guard (0...1_000_000).contains(size) else { throw ValidationError("--size must be 0 to 1000000 bytes") }
             if http && echo { throw ValidationError("--http and --echo exclude each other (web servers do not echo)") }
-            // Each session in flight is a coroutine with a stack of its own.
-            guard concurrency <= 4096 else { throw ValidationError("--concurrency above 4096 is not supported with session checks (connect, join, add-addr)") }
         }
         if let p = probe {
             do { _ = try ProbeExpression(parsing: p) } catch let e as ProbeError {
