@@ -173,7 +173,7 @@ struct KernelMPTCPSession {
     /// Accepts one MPTCP connection, echoes until EOF, reports `ss -Mi` once data flowed (the
     /// MPTCP socket is listed once fully established). Bounded by timeouts.
     static let serverScript = """
-    import socket, subprocess, sys
+    import socket, subprocess, sys, time
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); s.settimeout(10)
@@ -184,7 +184,12 @@ struct KernelMPTCPSession {
         if not d: break
         c.sendall(d)
         if not reported:
-            print(subprocess.run(['ss', '-Mi'], capture_output=True, text=True).stdout, flush=True)
+            # Under load the MPTCP socket may show a moment later: look again for up to a second.
+            for _ in range(10):
+                out = subprocess.run(['ss', '-Mi'], capture_output=True, text=True).stdout
+                if 'token:' in out: break
+                time.sleep(0.1)
+            print(out, flush=True)
             reported = True
     c.close()
     """
