@@ -166,6 +166,15 @@ public final class Lab: @unchecked Sendable {
         if !plan.lateSysctls.isEmpty {
             s += "sysctl -q " + plan.lateSysctls.map { "-w \($0.0)=\($0.1)" }.joined(separator: " ") + "\n"
         }
+        if !plan.interfaces.isEmpty {
+            // The kernel gives an interface its IPv6 link-local address only once it has seen the
+            // carrier come up, which the link watcher may report up to a second later. Until
+            // then neighbour discovery cannot answer and the first IPv6 packets wait ~1 s: wait
+            // here instead (3 s at most), so a lab that is up forwards IPv6 at once.
+            let ifs = plan.interfaces.joined(separator: " ")
+            s += "for _ in $(seq 150); do ok=1; for i in \(ifs); do ip -6 -o addr show dev $i scope link | grep -q inet6 || ok=0; done; "
+                + "[ $ok = 1 ] && break; sleep 0.02; done\n"
+        }
         return s
     }
 
