@@ -55,13 +55,17 @@ public struct ProbeExpression: Hashable, Sendable, CustomStringConvertible {
     public init(parsing text: String) throws {
         self.text = text
         let layers = try ProbeSyntax.parse(text)
-        var sawTCP = false
+        var sawTCP = false, sawIP = false
         for (index, layer) in layers.enumerated() {
             var args = Arguments(layer: layer)
             switch layer.name {
             case "ip", "ip4", "ipv4":
                 guard index == 0 else { throw ProbeError("ip(...) must come first", column: layer.column) }
-                ip.family = .v4
+                sawIP = true
+                // `ip(...)` with fields both families have (ttl, dscp, ecn, tos) fits either:
+                // on IPv6 they go to the hop limit and traffic class. IPv4-only fields, or
+                // writing ip4/ipv4, make it an IPv4 probe.
+                if layer.name != "ip" { ip.family = .v4 }
                 ip.ttl = try args.number("ttl", max: 255).map(UInt8.init)
                 ip.dscp = try args.number("dscp", max: 63).map(UInt8.init)
                 ip.ecn = try args.number("ecn", max: 3).map(UInt8.init)
@@ -71,8 +75,11 @@ public struct ProbeExpression: Hashable, Sendable, CustomStringConvertible {
                 if args.flag("nodf") { ip.dontFragment = false }
                 ip.source = try args.address("src")
                 ip.destination = try args.address("dst")
+                if ip.identification != nil || ip.dontFragment != nil { ip.family = .v4 }
+                for a in [ip.source, ip.destination].compactMap({ $0 }) { ip.family = a.isV4 ? .v4 : .v6 }
             case "ip6", "ipv6":
                 guard index == 0 else { throw ProbeError("ip6(...) must come first", column: layer.column) }
+                sawIP = true
                 ip.family = .v6
                 ip.ttl = try (args.number("hlim", max: 255) ?? args.number("ttl", max: 255)).map(UInt8.init)
                 ip.dscp = try args.number("dscp", max: 63).map(UInt8.init)
@@ -106,7 +113,7 @@ public struct ProbeExpression: Hashable, Sendable, CustomStringConvertible {
                 }
                 while let text = args.takePositional() { payload += Array(text.value.utf8) }
             default:
-                guard sawTCP || index == 0 || (index == 1 && ip.family != nil) else {
+                guard sawTCP || index == 0 || (index == 1 && sawIP) else {
                     throw ProbeError("options come after tcp(...)", column: layer.column)
                 }
                 if !sawTCP { sawTCP = true; tcp.flags = .syn }
@@ -156,7 +163,9 @@ public struct ProbeExpression: Hashable, Sendable, CustomStringConvertible {
             h.dontFragment = ip.dontFragment ?? true
             ipHeader = .v4(h)
         case let (.v6(s), .v6(d)):
-            guard ip.family != .v4 else { throw ProbeError("ip(...) probe for an IPv6 target", column: 1) }
+            guard ip.family != .v4 else {
+                throw ProbeError("IPv4 probe (ip4(...), or ip(...) with id, df/nodf or an IPv4 address) for an IPv6 target", column: 1)
+            }
             var h = IPv6Header(source: s, destination: d, nextHeader: .tcp, hopLimit: ip.ttl ?? ttl)
             h.trafficClass = (ip.dscp ?? 0) << 2 | (ip.ecn ?? 0)
             h.flowLabel = ip.flowLabel ?? 0

@@ -56,6 +56,29 @@ final class ProbeExpressionTests: XCTestCase {
         }
     }
 
+    /// `ip(...)` with fields both families have fits either target (a suite's ECN probe runs over
+    /// IPv6 too); IPv4-only fields or `ip4(...)` pin IPv4, and then an IPv6 target is an error.
+    func testIPLayerWithCommonFieldsFitsBothFamilies() throws {
+        let v6src = IPAddress("2001:db8::1")!, v6dst = IPAddress("2001:db8:0:3::2")!
+        let e = try ProbeExpression(parsing: "ip(ecn=2,dscp=10)/tcp(ack,psh)/nop/nop/ts/payload(len=10)")
+        guard case .v6(let h6) = try e.packet(source: v6src, destination: v6dst, sourcePort: 1, destinationPort: 80, sequenceNumber: 1).ip
+        else { return XCTFail("not an IPv6 packet") }
+        XCTAssertEqual(h6.trafficClass, 10 << 2 | 2)
+        guard case .v4(let h4) = try e.packet(source: src, destination: dst, sourcePort: 1, destinationPort: 80, sequenceNumber: 1).ip
+        else { return XCTFail("not an IPv4 packet") }
+        XCTAssertEqual(h4.ecn, 2)
+        XCTAssertEqual(h4.dscp, 10)
+        XCTAssertNoThrow(try ProbeExpression(parsing: "ip(ttl=9)/mss(1400)"), "options may follow ip(...) directly")
+        for pinned in ["ip4(ecn=2)/tcp(syn)", "ip(id=7)/tcp(syn)", "ip(df)/tcp(syn)"] {
+            let p = try ProbeExpression(parsing: pinned)
+            XCTAssertThrowsError(try p.packet(source: v6src, destination: v6dst, sourcePort: 1, destinationPort: 80, sequenceNumber: 1),
+                                 pinned) { XCTAssertTrue("\($0)".contains("IPv4 probe"), "\($0)") }
+        }
+        XCTAssertThrowsError(try ProbeExpression(parsing: "ip(src=198.18.0.9)/tcp(syn)")
+            .packet(source: v6src, destination: v6dst, sourcePort: 1, destinationPort: 80, sequenceNumber: 1))
+        XCTAssertThrowsError(try build("ip6(flowlabel=5)/tcp(syn)"))
+    }
+
     func testDSSChecksumIsComputedFromThePayload() throws {
         let p = try build("tcp(ack,psh)/dss(dack=1,dsn=0x100000001,ssn=1,len=5,csum)/payload(\"hello\")")
         guard case .mptcp(.dss(let d)) = p.tcp?.header.options.options.first else { return XCTFail() }

@@ -40,11 +40,11 @@ final class SuiteLabTests: XCTestCase {
     }
 
     /// Runs suite files from the client namespace with short timeouts; reads the JSON and JUnit reports.
-    func runSuite(_ lab: Lab, _ files: [String], extra: [String] = []) throws -> Run {
+    func runSuite(_ lab: Lab, _ files: [String], extra: [String] = [], ipv6: Bool = false) throws -> Run {
         let dir = lab.stateDirectory
         let json = "\(dir)/suite-\(UUID().uuidString.prefix(8)).json", junit = json.replacingOccurrences(of: ".json", with: ".xml")
         let out = try lab.run(.client, [try binary(), "suite", "run"] + files + [
-            "--target", lab.serverIPv4, "--var", "port=80", "--timeout", "0.5", "--retries", "1", "--max-ttl", "8",
+            "--target", ipv6 ? lab.serverIPv6 : lab.serverIPv4, "--var", "port=80", "--timeout", "0.5", "--retries", "1", "--max-ttl", "8",
             "--json", json, "--junit", junit] + extra)
         var outcomes: [String: String] = [:]
         if let data = FileManager.default.contents(atPath: json),
@@ -152,6 +152,22 @@ final class SuiteLabTests: XCTestCase {
         XCTAssertTrue(r.junit.contains("failures=\"0\" errors=\"0\""), r.junit)
         // The kernel server really answered with MP_CAPABLE: its evidence names the server's key.
         XCTAssertTrue(r.stdout.contains("MP_CAPABLE(v1,flags=0x1,skey="), r.stdout)
+    }
+
+    /// Over IPv6: the suite passes on a clean path, and a SYN-stripping box fails exactly the
+    /// same expectations as over IPv4.
+    func testReadinessSuiteOverIPv6() throws {
+        let clean = try runSuite(try makeLab(hops: ["router", "router", "router"]), [Self.readiness], ipv6: true)
+        XCTAssertEqual(clean.status, 0, clean.stdout + clean.stderr)
+        XCTAssertGreaterThan(clean.outcomes.count, 50)
+        XCTAssertEqual(clean.with("fail").union(clean.with("error")).union(clean.with("warn")), [], clean.stdout)
+        XCTAssertTrue(clean.stdout.contains("MP_CAPABLE(v1,flags=0x1,skey="), clean.stdout)
+        let stripped = try runSuite(try makeLab(hops: ["router", "strip:30@syn", "router"]), [Self.readiness], ipv6: true)
+        XCTAssertEqual(stripped.status, 1, stripped.stderr)
+        XCTAssertEqual(stripped.with("fail"), Self.mptcpSYNOptionChecks,
+                       "unexpected \(stripped.with("fail").subtracting(Self.mptcpSYNOptionChecks).sorted()), "
+                       + "missing \(Self.mptcpSYNOptionChecks.subtracting(stripped.with("fail")).sorted())")
+        XCTAssertEqual(stripped.with("error"), [])
     }
 
     func testReadinessSuiteFailsWithTheRightExpectationsBehindEachMiddlebox() throws {
