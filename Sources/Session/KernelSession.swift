@@ -1,4 +1,5 @@
 import Wire
+import PacketIO
 
 /// Everything a kernel-mode session observed, as plain values: what the socket calls returned,
 /// what the kernel said (TCP_IS_MPTCP, MPTCP_INFO, sock_diag) and what the capture saw.
@@ -21,12 +22,26 @@ public struct KernelSessionFacts: Sendable {
     public var captured: [(time: Double, bytes: [UInt8])]?
     public var captureError: String?
     public var captureDropped = 0
+    /// Whether a plain SYN/ACK may be explained with TTL-limited copies of our SYN (`--no-inspect` turns it off).
+    public var inspectPath = true
+    /// Those copies and the routers' answers, when they were sent.
+    public var pathCheck: KernelPathCheck?
 
     public init(outcome: Outcome, target: IPAddress, port: UInt16) {
         self.outcome = outcome
         self.target = target
         self.port = port
     }
+}
+
+/// Kernel mode's path check: after the kernel's connection closed, TTL-limited copies of its SYN
+/// (the one the SYN/ACK answered) went out, and these ICMP errors quoting them came back.
+public struct KernelPathCheck: Sendable {
+    public var sent: [(time: Double, ttl: Int, bytes: [UInt8])] = []
+    public var received: [(time: Double, bytes: [UInt8])] = []
+    /// Why the check stopped early or could not run (no raw socket, send failed).
+    public var error: String?
+    public init() {}
 }
 
 /// The connection's own sockets picked out of the sock_diag answers.
@@ -62,6 +77,8 @@ public struct KernelWireFacts: Sendable {
     public var resets: [Int] = []
     /// Local ports of other subflows (MP_JOIN), in order of their first SYN.
     public var joinPorts: [UInt16] = []
+    /// The path check of our SYN (its copies and quotes are numbered after the connection's packets).
+    public var inspection: Inspection?
 }
 
 /// Kernel mode: the verdict, the evidence, the JSON document and the terminal story.
@@ -73,6 +90,10 @@ public enum KernelSessionReport {
         public var diag: KernelDiagView
         /// The kernel's conclusion: fell back to TCP, stayed MPTCP, or nil when it said nothing.
         public var kernelFellBack: Bool?
+        /// Set when only a path check can tell a server without MPTCP from a SYN stripped on the
+        /// way: the SYN to copy and the hops before the server. The caller sends the copies
+        /// (`checkPath`), puts the result in the facts and analyses again.
+        public var pathCheckRequest: (syn: IPPacket, maxTTL: Int)?
     }
 
     public static func analyse(_ f: KernelSessionFacts) -> Analysis {
@@ -81,7 +102,53 @@ public enum KernelSessionReport {
         let fellBack = kernelFellBack(f, diag)
         var joins: [(UInt16, Verdict)] = []
         if let w = wire { joins = w.joinPorts.map { ($0, joinVerdict(w, port: $0)) } }
-        return Analysis(verdict: verdict(f, diag, wire, fellBack), joins: joins, wire: wire, diag: diag, kernelFellBack: fellBack)
+        var request: (syn: IPPacket, maxTTL: Int)?
+        if f.outcome == .connected, fellBack == true, f.inspectPath, f.pathCheck == nil, let w = wire, let (syn, synAck) = plainSynAck(w) {
+            let d = PathInspection.distance(receivedTTL: w.packets[synAck].packet.ip.ttl)
+            if d > 1 { request = (w.packets[syn].packet, d - 1) }
+        }
+        return Analysis(verdict: verdict(f, diag, wire, fellBack), joins: joins, wire: wire, diag: diag, kernelFellBack: fellBack,
+                        pathCheckRequest: request)
+    }
+
+    /// The SYN the SYN/ACK answered carried MP_CAPABLE, the SYN/ACK has none and no NOP run:
+    /// a server without MPTCP, or a box that removed the option from our SYN. Their indices.
+    static func plainSynAck(_ w: KernelWireFacts) -> (syn: Int, synAck: Int)? {
+        guard let synAck = w.synAck, let first = w.syns.first else { return nil }
+        let syn = w.syns.last { $0 < synAck } ?? first
+        let sa = options(w, synAck)
+        guard options(w, syn).mpCapable != nil, sa.mpCapable == nil, sa.longestNOPRun < 4 else { return nil }
+        return (syn, synAck)
+    }
+
+    /// Sends TTL-limited copies of `syn` (TTL 1...maxTTL, marked as crafted mode marks them) and
+    /// collects the ICMP errors that quote them, until every hop answered or `timeout` passed.
+    /// Call it after the kernel's connection is closed: the copies then disturb nothing of it.
+    public static func checkPath(syn: IPPacket, maxTTL: Int, network: PacketNetwork, timeout: Double) -> KernelPathCheck {
+        var check = KernelPathCheck()
+        guard let seg = syn.tcp else { check.error = "the SYN to copy is not TCP"; return check }
+        let copies = PathInspection.copies(of: syn, maxTTL: maxTTL)
+        guard let top = copies.last?.ttl else { return check }
+        do {
+            for c in copies {
+                let bytes = try c.packet.serialized(finalize: true)
+                try network.send(bytes)
+                check.sent.append((network.now(), c.ttl, bytes))
+            }
+            var quotes: [(index: Int, packet: IPPacket)] = []
+            var views: [Int: HopView] = [:]
+            let deadline = network.now() + timeout
+            while !PathInspection.collect(seg, from: quotes, top: top, into: &views) {
+                guard let r = try network.receive(until: deadline) else { break }
+                // Only ICMP errors about our copies are kept (the capture also sees others').
+                guard let p = try? IPPacket.parse(r.bytes), PathInspection.quotes(p, packetOf: syn) else { continue }
+                quotes.append((check.received.count, p))
+                check.received.append((r.time, r.bytes))
+            }
+        } catch {
+            check.error = "\(error)"
+        }
+        return check
     }
 
     // MARK: The kernel's view
@@ -191,7 +258,28 @@ public enum KernelSessionReport {
             w.packets.append(RecordedPacket(index: i, time: c.time, direction: out ? .out : .in,
                                             subflow: initial ? 0 : (joinSeen.contains(port) ? 1 : nil), packet: p, label: label))
         }
+        if let check = f.pathCheck { addPathCheck(check, to: &w) }
         return w
+    }
+
+    /// Numbers the path check's copies and quotes after the connection's packets and reads the quotes.
+    static func addPathCheck(_ check: KernelPathCheck, to w: inout KernelWireFacts) {
+        var sent: TCPSegment?
+        var top = 0
+        for c in check.sent {
+            guard let p = try? IPPacket.parse(c.bytes) else { continue }
+            if sent == nil { sent = p.tcp }
+            top = max(top, c.ttl)
+            w.packets.append(RecordedPacket(index: w.packets.count, time: c.time, direction: .out, subflow: nil, packet: p, label: "inspect syn ttl \(c.ttl)"))
+        }
+        var quotes: [(index: Int, packet: IPPacket)] = []
+        for r in check.received {
+            guard let p = try? IPPacket.parse(r.bytes) else { continue }
+            let label = p.icmp.map { "icmp type \($0.type) code \($0.code)" } ?? "icmp"
+            quotes.append((w.packets.count, p))
+            w.packets.append(RecordedPacket(index: w.packets.count, time: r.time, direction: .in, subflow: nil, packet: p, label: label))
+        }
+        if let sent { w.inspection = PathInspection.inspection(segment: "syn", sent: sent, quotes: quotes, maxTTL: top) }
     }
 
     static func options(_ w: KernelWireFacts, _ i: Int) -> TCPOptions { w.packets[i].packet.tcp?.header.options ?? TCPOptions() }
@@ -248,11 +336,11 @@ public enum KernelSessionReport {
         guard let w else {
             return Verdict("unclear", kernel + [Evidence(packet: nil, why: "the kernel fell back to TCP; without a capture (\(f.captureError ?? "none")) the wire cannot say why")])
         }
-        return fallbackVerdict(w, kernel)
+        return fallbackVerdict(w, kernel, f)
     }
 
     /// Why the kernel fell back, from the packets of the initial subflow.
-    static func fallbackVerdict(_ w: KernelWireFacts, _ kernel: [Evidence]) -> Verdict {
+    static func fallbackVerdict(_ w: KernelWireFacts, _ kernel: [Evidence], _ f: KernelSessionFacts) -> Verdict {
         guard let firstSYN = w.syns.first else {
             return Verdict("unclear", kernel + [Evidence(packet: nil, why: "the kernel fell back, but the capture holds none of our SYNs")])
         }
@@ -278,9 +366,8 @@ public enum KernelSessionReport {
                     ev(w, synAck, "the SYN/ACK has no MP_CAPABLE but a run of \(sa.longestNOPRun) NOPs where an option was overwritten")],
                                detail: ["fallback": "synack"])
             }
-            return Verdict("unclear", kernel + [ev(w, lastSYN, "our SYN carries MP_CAPABLE"),
-                ev(w, synAck, "the SYN/ACK carries no MP_CAPABLE and no sign of stripping: the server does not speak MPTCP, or a box removed the option from our SYN or from the SYN/ACK (--mode crafted tells which)")],
-                           detail: ["fallback": "synack"])
+            return plainSynAckVerdict(w, kernel + [ev(w, lastSYN, "our SYN carries MP_CAPABLE"),
+                ev(w, synAck, "the SYN/ACK carries no MP_CAPABLE and no sign of stripping (no NOP run)")], f, synAck: synAck)
         }
         var e = kernel + [ev(w, synAck, "the SYN/ACK carries the server's \(describe(capable))")]
         if let t = w.thirdAck, let c = options(w, t).mpCapable { e.append(ev(w, t, "our third ACK carries \(describe(c))")) }
@@ -316,6 +403,48 @@ public enum KernelSessionReport {
                            detail: ["direction": "client-to-server", "fallback": "data"])
         }
         return Verdict("unclear", e + [ev(w, s, "the server's segments carry MPTCP options, yet the kernel fell back; the wire does not show why")])
+    }
+
+    /// A plain SYN/ACK to our MP_CAPABLE SYN: the routers' quotes of its copies tell whether a
+    /// box removed the option on the way (at which hop) or the server answered without MPTCP.
+    static func plainSynAckVerdict(_ w: KernelWireFacts, _ e: [Evidence], _ f: KernelSessionFacts, synAck: Int) -> Verdict {
+        let ambiguous = "the server does not speak MPTCP, or a box removed the option from our SYN"
+        guard let insp = w.inspection, let top = insp.hops.last?.ttl else {
+            let d = PathInspection.distance(receivedTTL: w.packets[synAck].packet.ip.ttl)
+            let why: String
+            if !f.inspectPath {
+                why = "path check off (--no-inspect): \(ambiguous)"
+            } else if let err = f.pathCheck?.error {
+                why = "the path check failed (\(err)): \(ambiguous)"
+            } else if d <= 1 {
+                why = "the SYN/ACK's TTL puts the server 1 hop away: no router in between to quote our SYN; \(ambiguous)"
+            } else {
+                why = "no path check was made: \(ambiguous)"
+            }
+            return Verdict("unclear", e + [Evidence(packet: nil, why: why)], detail: ["fallback": "synack"])
+        }
+        var e = e
+        if let c = insp.firstChanged {
+            let router = c.router.map { "\($0)" }
+            e.append(ev(w, c.packet, "the quote from hop \(c.ttl) (\(router ?? "?")) shows our SYN's MP_CAPABLE \(c.state.rawValue)"))
+            if let ok = insp.lastIntactBefore { e.append(ev(w, ok.packet, "hop \(ok.ttl) (\(ok.router.map { "\($0)" } ?? "?")) still quoted it intact")) }
+            var detail = ["fallback": "syn", "hop": "\(c.ttl)"]
+            if let router { detail["router"] = router }
+            return Verdict("fallback.syn-stripped", e, detail: detail)
+        }
+        let intact = insp.hops.filter { $0.state == .intact }
+        guard let last = intact.last else {
+            if let err = f.pathCheck?.error { e.append(Evidence(packet: nil, why: "the path check stopped: \(err)")) }
+            return Verdict("unclear", e + [Evidence(packet: nil, why: "no router quoted the \(top) TTL-limited copies of our SYN (silent routers, or quotes too short to show options): \(ambiguous)")],
+                           detail: ["fallback": "synack"])
+        }
+        e.append(ev(w, intact.first?.packet, "\(intact.count) of \(top) hop(s) quoted our SYN with MP_CAPABLE intact"))
+        guard last.ttl == top else {
+            return Verdict("unclear", e + [ev(w, last.packet, "hop \(last.ttl) quoted it intact, hops \(last.ttl + 1)...\(top) did not quote it: a box past hop \(last.ttl) may have removed it, or the server does not speak MPTCP")],
+                           detail: ["fallback": "synack"])
+        }
+        return Verdict("fallback.not-mptcp-server", e + [ev(w, last.packet, "hop \(top) (\(last.router.map { "\($0)" } ?? "?")), the last router before the server, quoted it intact: the server answered our MP_CAPABLE without one")],
+                       detail: ["fallback": "synack"])
     }
 
     static func joinVerdict(_ w: KernelWireFacts, port: UInt16) -> Verdict {

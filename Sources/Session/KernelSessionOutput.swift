@@ -90,6 +90,8 @@ extension KernelSessionReport {
             ("counters", .object([("bytes_sent", .number(f.bytesSent)), ("bytes_acked_data_level", .optional(dataAcked)),
                                   ("bytes_received", .number(f.received.count)), ("packets", .number(a.wire?.packets.count ?? 0))])),
         ]
+        if let insp = a.wire?.inspection { doc.append(("inspections", .array([SessionReport.inspectionJSON(insp)]))) }
+        if let c = f.pathCheck, let e = c.error { doc.append(("path_check_error", .string(e))) }
         if let e = f.error { doc.append(("error", .string(e))) }
         if let w = a.wire { doc.append(("packets", .array(w.packets.map(SessionReport.packetJSON)))) }
         return .object(doc)
@@ -148,6 +150,9 @@ extension KernelSessionReport {
         step(echoOK, "sent \(f.bytesSent) bytes, received \(f.received.count)" + (echoOK.map { $0 ? " (equal to what was sent)" : " (NOT equal to what was sent)" } ?? ""))
         for j in a.joins {
             step(j.verdict.id == "join.ok", "subflow from \(joinSource(a, port: j.port).map { "\($0)" } ?? "?"):\(j.port): \(j.verdict.id)")
+        }
+        if let insp = a.wire?.inspection {
+            lines.append("  path check of the \(insp.segment): " + insp.hops.map { "\($0.ttl):\($0.state.rawValue)" }.joined(separator: " "))
         }
         lines.append("verdict: \(a.verdict.id)")
         for e in a.verdict.evidence { lines.append("  - " + (e.packet.map { "#\($0) " } ?? "") + e.why) }

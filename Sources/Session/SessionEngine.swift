@@ -279,9 +279,7 @@ public final class SessionEngine {
 
     /// Estimates how many hops away the SYN/ACK's sender is from its TTL (initial 64, 128 or 255).
     func measureDistance(_ synAck: Int) async throws {
-        let ttl = Int(record.packets[synAck].packet.ip.ttl)
-        let initial = [32, 64, 128, 255].first { $0 >= ttl } ?? 255
-        record.facts.pathDistance = initial - ttl + 1
+        record.facts.pathDistance = PathInspection.distance(receivedTTL: record.packets[synAck].packet.ip.ttl)
     }
 
     func thirdAck(_ sf: Subflow) async throws {
@@ -580,57 +578,15 @@ public final class SessionEngine {
     func inspect(packet index: Int, label: String, maxTTL: Int) async throws -> Inspection {
         let original = record.packets[index].packet
         guard let seg = original.tcp else { return Inspection(segment: label, hops: []) }
-        let top = min(maxTTL, 30)
-        guard top >= 1 else { return Inspection(segment: label, hops: []) }
+        let copies = PathInspection.copies(of: original, maxTTL: maxTTL)
+        guard let top = copies.last?.ttl else { return Inspection(segment: label, hops: []) }
         inbox.removeAll()
-        for ttl in 1...top {
-            var p = original
-            switch p.ip {
-            case .v4(var h): h.ttl = UInt8(ttl); h.identification = UInt16(truncatingIfNeeded: 0x7700 + ttl); p.ip = .v4(h)
-            case .v6(var h): h.hopLimit = UInt8(ttl); h.flowLabel = UInt32(0x7700 + ttl); p.ip = .v6(h)
-            }
-            try await send(p.serialized(finalize: true), subflow: nil, label: "inspect \(label) ttl \(ttl)")
+        for c in copies {
+            try await send(c.packet.serialized(finalize: true), subflow: nil, label: "inspect \(label) ttl \(c.ttl)")
         }
         var views: [Int: HopView] = [:]
-        try await pump(until: network.now() + config.timeout) { views.count >= top || self.collectQuotes(seg, label: label, into: &views, top: top) }
-        _ = collectQuotes(seg, label: label, into: &views, top: top)
-        let hops = (1...top).map { views[$0] ?? HopView(ttl: $0, router: nil, packet: nil, state: .unknown) }
-        return Inspection(segment: label, hops: hops)
-    }
-
-    /// Moves matching ICMP time-exceeded quotes from the inbox into `views`; true when all hops answered.
-    func collectQuotes(_ sent: TCPSegment, label: String, into views: inout [Int: HopView], top: Int) -> Bool {
-        for (i, p) in inbox {
-            guard let m = p.icmp, m.isError, let inner = m.quote?.packet else { continue }
-            let quoted: PartialTCPHeader
-            switch inner.transport {
-            case .tcp(let s): quoted = PartialTCPHeader(s.header, quotedBytes: 0)
-            case .partialTCP(let q): quoted = q
-            default: continue
-            }
-            guard quoted.sourcePort == sent.header.sourcePort, quoted.destinationPort == sent.header.destinationPort,
-                  quoted.sequenceNumber == nil || quoted.sequenceNumber == sent.header.sequenceNumber else { continue }
-            let ttl: Int
-            // The copy's TTL is carried in the IPv4 identification or the IPv6 flow label.
-            switch inner.ip {
-            case .v4(let h) where h.identification & 0xff00 == 0x7700: ttl = Int(h.identification & 0xff)
-            case .v6(let h) where h.flowLabel & 0xfff00 == 0x7700: ttl = Int(h.flowLabel & 0xff)
-            default: continue
-            }
-            guard ttl >= 1, ttl <= top, views[ttl] == nil else { continue }
-            let sentMP = sent.header.options.mptcp.first
-            var state = HopView.State.unknown
-            if let opts = quoted.options {
-                // The segment's first MPTCP option (e.g. ADD_ADDR next to a DSS) is the one followed.
-                if let s = sentMP {
-                    if let q = opts.mptcp.first(where: { $0.subtype == s.subtype }) { state = q == s ? .intact : .modified } else {
-                        state = opts.longestNOPRun >= 4 ? .nopped : .removed
-                    }
-                } else { state = .intact }
-            }
-            views[ttl] = HopView(ttl: ttl, router: p.ip.source, packet: i, state: state)
-        }
-        return views.count >= top
+        try await pump(until: network.now() + config.timeout) { PathInspection.collect(seg, from: self.inbox, top: top, into: &views) }
+        return PathInspection.inspection(segment: label, sent: seg, quotes: inbox, maxTTL: top)
     }
 
     /// Sends an ICMP echo with the SYN/ACK's distance as TTL: if it expires, a box before the server answered.

@@ -61,18 +61,21 @@ public enum SessionReport {
         if let i = f.fastCloseAnswered { signals.append(("mp_fastclose_answered", .number(i))) }
         doc.append(("signals", .object(signals)))
         if !f.inspections.isEmpty {
-            doc.append(("inspections", .array(f.inspections.map { insp in
-                .object([("segment", .string(insp.segment)), ("hops", .array(insp.hops.map {
-                    JSON.compact([("ttl", .number($0.ttl)), ("address", $0.router.map { .string("\($0)") } ?? .null),
-                                  ("packet", .optional($0.packet)), ("state", .string($0.state.rawValue))])
-                }))])
-            })))
+            doc.append(("inspections", .array(f.inspections.map(inspectionJSON))))
         }
         doc.append(("close", .object([("data_fin_acked", .bool(f.dataFinAcked)), ("server_data_fin", .bool(f.serverDataFin != nil)),
                                       ("subflows_closed", .bool(f.subflowClosed))])))
         doc.append(("duration_ms", .double((r.duration * 1000).rounded() )))
         doc.append(("packets", .array(r.packets.map(packetJSON))))
         return .object(doc)
+    }
+
+    /// One path inspection: per hop the router, the quote's packet number and the option's state.
+    static func inspectionJSON(_ insp: Inspection) -> JSON {
+        .object([("segment", .string(insp.segment)), ("hops", .array(insp.hops.map {
+            JSON.compact([("ttl", .number($0.ttl)), ("address", $0.router.map { .string("\($0)") } ?? .null),
+                          ("packet", .optional($0.packet)), ("state", .string($0.state.rawValue))])
+        }))])
     }
 
     static func packetJSON(_ p: RecordedPacket) -> JSON {

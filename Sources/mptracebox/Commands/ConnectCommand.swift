@@ -24,7 +24,11 @@ struct ConnectCommand: ParsableCommand {
             explained by the packet that caused it. Capturing needs CAP_NET_RAW; without it the \
             session still runs, without the wire view (unless --pcap is given). --join, --add-addr, \
             --mptcp-version and --checksum apply to crafted mode only: the kernel follows its own \
-            sysctls and path manager, and picks the source address and port itself.
+            sysctls and path manager, and picks the source address and port itself. When the SYN/ACK \
+            to the kernel's MP_CAPABLE SYN comes back plain, TTL-limited copies of that SYN are sent \
+            after the connection closed (as crafted mode does; not with --no-inspect, needs \
+            CAP_NET_RAW): the routers' quotes tell a SYN stripped on the way (at which hop) from a \
+            server without MPTCP.
 
             Exit status: 0 the session ran (whatever the verdict), 64 usage error, 68 the target \
             cannot be resolved or routed, 77 a capability is missing, 1 other failures.
@@ -73,7 +77,7 @@ struct ConnectCommand: ParsableCommand {
     @Flag(name: .long, help: "End with MP_FASTCLOSE instead of DATA_FIN.")
     var fastclose = false
 
-    @Flag(name: .long, inversion: .prefixedNo, help: "Locate fallbacks with TTL-limited copies and check for proxies.")
+    @Flag(name: .long, inversion: .prefixedNo, help: "Locate fallbacks with TTL-limited copies (kernel mode: of the kernel's SYN) and check for proxies (crafted mode).")
     var inspect = true
 
     @Option(name: .long, help: "First retransmission timeout in seconds.")
@@ -186,7 +190,22 @@ struct ConnectCommand: ParsableCommand {
         facts.captured = r.captureError != nil && r.packets.isEmpty ? nil : r.packets
         facts.captureError = r.captureError
         facts.captureDropped = r.captureDropped
-        let analysis = KernelSessionReport.analyse(facts)
+        facts.inspectPath = inspect
+        var analysis = KernelSessionReport.analyse(facts)
+        if let request = analysis.pathCheckRequest {
+            // The connection is closed: copies of its SYN (TTL below the server's distance) expire
+            // at the routers, whose quotes show where MP_CAPABLE went.
+            do {
+                let network = try LiveNetwork(options: LiveNetwork.Options(filter: "icmp or icmp6", interface: target.interface))
+                defer { network.close() }
+                facts.pathCheck = KernelSessionReport.checkPath(syn: request.syn, maxTTL: request.maxTTL, network: network, timeout: timeout)
+            } catch {
+                var check = KernelPathCheck()
+                check.error = "\(error)"
+                facts.pathCheck = check
+            }
+            analysis = KernelSessionReport.analyse(facts)
+        }
         print(json ? KernelSessionReport.json(facts, analysis).rendered(pretty: true) : KernelSessionReport.text(facts, analysis))
     }
 }
