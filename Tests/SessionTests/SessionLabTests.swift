@@ -482,16 +482,79 @@ final class KernelModeLabTests: XCTestCase {
         XCTAssertEqual(lab.serverClosed().count - closedBefore, 1)
     }
 
-    func testSYNStrippedLeavesThePlainSYNACKUnexplained() throws {
-        let lab = try SessionLab(self, hops: ["router", "strip:30@syn"])
-        let (doc, d, _) = try lab.connect(["--mode", "kernel"])
-        XCTAssertEqual(doc.verdict, "unclear", "a plain SYN/ACK: no MPTCP server or a stripped SYN; only crafted mode can tell")
-        XCTAssertEqual(doc.detail["fallback"], "synack")
+    /// The client's TCP counters, absolute (`nstat -az`): RSTs its kernel sent, segments it took.
+    func clientTCP(_ lab: SessionLab) throws -> [String: Int64] {
+        let out = try lab.lab.check(.client, ["nstat", "-az", "TcpOutRsts", "TcpInSegs", "TcpExtTWRecycled"],
+                                    environment: ["NSTAT_HISTORY": "\(lab.lab.stateDirectory)/nstat-client-tcp"])
+        var c: [String: Int64] = [:]
+        for line in out.split(separator: "\n") {
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            if f.count >= 2, let v = Int64(f[1]) { c[String(f[0])] = v }
+        }
+        return c
+    }
+
+    func inspections(_ doc: [String: Any]) -> [[String: Any]] {
+        ((doc["inspections"] as? [[String: Any]])?.first?["hops"] as? [[String: Any]]) ?? []
+    }
+
+    /// A plain SYN/ACK to the kernel's MP_CAPABLE SYN: copies of that SYN, sent after the close
+    /// with TTL 1 to 3 (the SYN/ACK came from 4 hops away), expire at the hops; the router
+    /// after the stripping box quotes the SYN without MP_CAPABLE. Oracles: the server never saw
+    /// MP_CAPABLE (MPCapableSYNRX 0) and, on its own interface, only the kernel's one SYN; the
+    /// client's kernel sent no RST; the quoting router owns the address reported.
+    func testSYNStrippedIsLocatedWithCopiesOfTheKernelsSYN() throws {
+        try TestEnvironment.requireTool("tshark")
+        let lab = try SessionLab(self, hops: ["router", "strip:30@syn", "router"])
+        let before = try clientTCP(lab)
+        var result: (doc: [String: Any], delta: [String: Int64], raw: String)?
+        let seen = try lab.serverCapture { result = try lab.connect(["--mode", "kernel"]) }
+        let after = try clientTCP(lab)
+        let (doc, d, raw) = try XCTUnwrap(result)
+        XCTAssertEqual(doc.verdict, "fallback.syn-stripped", raw)
+        XCTAssertEqual(doc.detail["hop"], "3", "the router after the box quotes the SYN as the box left it")
+        XCTAssertEqual(doc.detail["fallback"], "syn")
+        let hops = inspections(doc)
+        XCTAssertEqual(hops.map { $0["state"] as? String ?? "?" }, ["intact", "intact", "nopped"], "nft overwrites the option with NOPs: \(raw)")
+        let router = try XCTUnwrap(doc.detail["router"])
+        XCTAssertEqual(hops[2]["address"] as? String, router)
+        XCTAssertTrue(try lab.lab.check(.hop(path: 0, index: 3), ["ip", "-o", "addr", "show"]).contains(" \(router)/"), "hop 3 owns \(router)")
+        let quote = try XCTUnwrap(hops[2]["packet"] as? Int)
+        XCTAssertTrue(evidence(doc).contains { $0["packet"] as? Int == quote && ($0["why"] as? String ?? "").contains("hop 3 (\(router))") }, "\(evidence(doc))")
+        let packets = doc["packets"] as? [[String: Any]] ?? []
+        XCTAssertEqual(packets.filter { ($0["label"] as? String ?? "").hasPrefix("inspect syn ttl") }.count, 3)
         XCTAssertEqual(kernel(doc)["tcp_is_mptcp"] as? Bool, false)
-        XCTAssertEqual(diagMPTCP(doc)["fallback"] as? Bool, true)
         XCTAssertEqual(wire(doc)["syn_mp_capable"] as? Bool, true, "captured before the box")
-        XCTAssertEqual(wire(doc)["synack_mp_capable"] as? Bool, false)
+        XCTAssertEqual(d["MPCapableSYNRX"] ?? 0, 0, "the server never saw MP_CAPABLE")
+        // The copies expired before the server: it saw the kernel's SYN only, and no RST from us.
+        let fromClient = seen.filter { $0.fromClient }
+        XCTAssertEqual(fromClient.filter { $0.syn && !$0.ack }.count, 1, "\(fromClient)")
+        XCTAssertFalse(fromClient.contains { $0.rst })
+        XCTAssertEqual((after["TcpOutRsts"] ?? 0) - (before["TcpOutRsts"] ?? 0), 0, "the client's kernel reset nothing")
+
+        // --no-inspect: no copies, and the verdict stays open, saying why.
+        let (off, _, _) = try lab.connect(["--mode", "kernel", "--no-inspect"])
+        XCTAssertEqual(off.verdict, "unclear")
+        XCTAssertNil(off["inspections"])
+        XCTAssertTrue(evidence(off).contains { ($0["why"] as? String ?? "").contains("--no-inspect") }, "\(evidence(off))")
+        XCTAssertFalse((off["packets"] as? [[String: Any]] ?? []).contains { ($0["label"] as? String ?? "").hasPrefix("inspect") })
+    }
+
+    /// A plain TCP server on a clean path: every router up to the server quotes MP_CAPABLE intact.
+    func testPlainTCPServerIsNotAnMPTCPServerWhenTheLastRouterQuotedTheOption() throws {
+        let lab = try SessionLab(self, hops: ["router", "router"], servers: ["tcp:80"])
+        let before = try clientTCP(lab)
+        let (doc, d, raw) = try lab.connect(["--mode", "kernel"])
+        let after = try clientTCP(lab)
+        XCTAssertEqual(doc.verdict, "fallback.not-mptcp-server", raw)
+        XCTAssertEqual(inspections(doc).map { $0["state"] as? String ?? "?" }, ["intact", "intact"], raw)
+        XCTAssertTrue(evidence(doc).contains { ($0["why"] as? String ?? "").contains("the last router before the server") })
+        // The server: no MPTCP at all, the data arrived over plain TCP.
         XCTAssertEqual(d["MPCapableSYNRX"] ?? 0, 0)
+        XCTAssertEqual(lab.serverClosed().first?["proto"] as? String, "tcp")
+        XCTAssertEqual(lab.serverClosed().count, 1, "the copies opened no connection")
+        XCTAssertEqual(doc["payload"] as? String, "intact")
+        XCTAssertEqual((after["TcpOutRsts"] ?? 0) - (before["TcpOutRsts"] ?? 0), 0)
     }
 }
 
