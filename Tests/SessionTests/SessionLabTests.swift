@@ -532,12 +532,31 @@ final class KernelModeLabTests: XCTestCase {
         XCTAssertFalse(fromClient.contains { $0.rst })
         XCTAssertEqual((after["TcpOutRsts"] ?? 0) - (before["TcpOutRsts"] ?? 0), 0, "the client's kernel reset nothing")
 
+        // IPv6: the copies' hop limit travels in the flow label of the quotes.
+        let (doc6, d6, raw6) = try lab.connect(["--mode", "kernel", "-6"], target: lab.lab.serverIPv6)
+        XCTAssertEqual(doc6.verdict, "fallback.syn-stripped", raw6)
+        XCTAssertEqual(doc6.detail["hop"], "3")
+        XCTAssertTrue(try lab.lab.check(.hop(path: 0, index: 3), ["ip", "-o", "addr", "show"]).contains(" \(doc6.detail["router"] ?? "?")/"))
+        XCTAssertEqual(d6["MPCapableSYNRX"] ?? 0, 0)
+
         // --no-inspect: no copies, and the verdict stays open, saying why.
         let (off, _, _) = try lab.connect(["--mode", "kernel", "--no-inspect"])
         XCTAssertEqual(off.verdict, "unclear")
         XCTAssertNil(off["inspections"])
         XCTAssertTrue(evidence(off).contains { ($0["why"] as? String ?? "").contains("--no-inspect") }, "\(evidence(off))")
         XCTAssertFalse((off["packets"] as? [[String: Any]] ?? []).contains { ($0["label"] as? String ?? "").hasPrefix("inspect") })
+    }
+
+    /// Routers that send no ICMP: the copies go out, nothing quotes them, and the verdict stays
+    /// open, saying so (the server's counters show the SYN was in fact stripped).
+    func testSilentRoutersLeaveAPlainSYNACKUnclearAndSaySo() throws {
+        let lab = try SessionLab(self, hops: ["silent", "silent,strip:30@syn", "silent"])
+        let (doc, d, raw) = try lab.connect(["--mode", "kernel"])
+        XCTAssertEqual(doc.verdict, "unclear", raw)
+        XCTAssertEqual(inspections(doc).map { $0["state"] as? String ?? "?" }, ["unknown", "unknown", "unknown"], raw)
+        XCTAssertTrue(evidence(doc).contains { ($0["why"] as? String ?? "").contains("no router quoted the 3 TTL-limited copies") }, raw)
+        XCTAssertEqual((doc["packets"] as? [[String: Any]] ?? []).filter { ($0["label"] as? String ?? "").hasPrefix("inspect syn ttl") }.count, 3)
+        XCTAssertEqual(d["MPCapableSYNRX"] ?? 0, 0)
     }
 
     /// A plain TCP server on a clean path: every router up to the server quotes MP_CAPABLE intact.
