@@ -327,9 +327,11 @@ struct ScanRunCommand: ParsableCommand {
                                     log: { printError($0) })
         // Sessions: the local kernel must not reset the crafted connections. Only the sessions'
         // ports are guarded; the trace check's SYN/ACKs are still reset by the kernel, as they should be.
+        // SIGINT/SIGTERM stop the scan (below), which then removes the guard; a SIGKILLed scan's
+        // guard is swept by the next guard's start.
         var guardTable: RSTGuard?
         if let i = checkList.firstIndex(where: { $0 is SessionCheck }) {
-            guardTable = try RSTGuard(portRanges: runner.engine.portRanges(ofCheck: i))
+            guardTable = try RSTGuard(portRanges: runner.engine.portRanges(ofCheck: i), removeOnSignal: false)
         }
         defer { guardTable?.remove() }
 
