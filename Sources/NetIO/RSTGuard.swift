@@ -27,7 +27,10 @@ public final class RSTGuard: @unchecked Sendable {
     }
 
     /// Installs the guard for these ranges of local TCP ports (a scan's session ports).
-    public init(portRanges: [ClosedRange<UInt16>], mark: UInt32 = RSTGuard.mark) throws {
+    /// `removeOnSignal`: on SIGINT/SIGTERM remove the table and exit 128+signal. A caller that
+    /// handles those signals itself (a scan stops gracefully and removes the guard on its way
+    /// out) passes false, or its own handler would never run.
+    public init(portRanges: [ClosedRange<UInt16>], mark: UInt32 = RSTGuard.mark, removeOnSignal: Bool = true) throws {
         guard !portRanges.isEmpty else { throw NetIOError(.firewall, "the kernel-RST guard needs at least one port") }
         try Privileges.require([.netAdmin], for: "installing the kernel-RST guard (nftables)")
         _ = Self.sweepStale()
@@ -37,7 +40,7 @@ public final class RSTGuard: @unchecked Sendable {
         _ = try? Self.nft(["delete", "table", "inet", table])
         try Self.nft(input: Self.ruleset(table: table, ranges: ports, mark: mark))
         installed = true
-        SignalCleanup.shared.register(self)
+        if removeOnSignal { SignalCleanup.shared.register(self) }
     }
 
     /// Sorted, with overlapping and adjacent ranges joined (nft refuses overlapping set elements).

@@ -44,7 +44,9 @@ public enum SessionSummary {
         var interference: [CheckSummary.Interference] = []
         for i in r.facts.inspections {
             guard let hop = i.firstChanged else { continue }
-            interference.append(.init(finding: v.session.id, ttl: hop.ttl, address: hop.router.map { "\($0)" }
+            // The ADD_ADDR's copies explain the ADD_ADDR outcome; the others the session's.
+            let finding = i.segment == "add-addr" ? (v.addAddress?.id ?? "add-addr") : v.session.id
+            interference.append(.init(finding: finding, ttl: hop.ttl, address: hop.router.map { "\($0)" }
                                         ?? i.lastIntactBefore?.router.map { "after \($0)" }))
         }
         if let p = r.facts.proxyHop, !interference.contains(where: { $0.finding == v.session.id }) {

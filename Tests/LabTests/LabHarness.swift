@@ -127,6 +127,22 @@ struct Packet: Equatable, CustomStringConvertible {
 
     /// The options with every option of `kind` overwritten by NOPs (what a stripping box does).
     static func stripping(_ kind: UInt8, from hex: String) -> String {
+        rewritingOptions(hex) { bytes, i, len in
+            if bytes[i] == kind { for j in i..<min(i + len, bytes.count) { bytes[j] = 1 } }
+        }
+    }
+
+    /// The options with the value bytes of every MPTCP option of `subtype` inverted (what
+    /// `corrupt:30/SUB` does): all after the 4-byte header (after 3 bytes in 4-byte options).
+    static func corrupting(mptcpSubtype subtype: UInt8, from hex: String) -> String {
+        rewritingOptions(hex) { bytes, i, len in
+            guard bytes[i] == 30, i + 2 < bytes.count, bytes[i + 2] >> 4 == subtype else { return }
+            for j in (i + (len > 4 ? 4 : 3))..<min(i + len, bytes.count) { bytes[j] ^= 0xff }
+        }
+    }
+
+    /// Walks the options (hex) and lets `rewrite` change each one in place (offset, length).
+    private static func rewritingOptions(_ hex: String, _ rewrite: (inout [UInt8], Int, Int) -> Void) -> String {
         var bytes = stride(from: 0, to: hex.count, by: 2).compactMap { i -> UInt8? in
             let s = hex.index(hex.startIndex, offsetBy: i)
             return UInt8(hex[s..<hex.index(s, offsetBy: 2)], radix: 16)
@@ -138,29 +154,7 @@ struct Packet: Equatable, CustomStringConvertible {
             if k == 1 { i += 1; continue }
             guard i + 1 < bytes.count, bytes[i + 1] >= 2 else { break }
             let len = Int(bytes[i + 1])
-            if k == kind { for j in i..<min(i + len, bytes.count) { bytes[j] = 1 } }
-            i += len
-        }
-        return bytes.map { String(format: "%02x", $0) }.joined()
-    }
-
-    /// The options with the value bytes of every MPTCP option of `subtype` inverted (what
-    /// `corrupt:30/SUB` does): all after the 4-byte header (after 3 bytes in 4-byte options).
-    static func corrupting(mptcpSubtype subtype: UInt8, from hex: String) -> String {
-        var bytes = stride(from: 0, to: hex.count, by: 2).compactMap { i -> UInt8? in
-            let s = hex.index(hex.startIndex, offsetBy: i)
-            return UInt8(hex[s..<hex.index(s, offsetBy: 2)], radix: 16)
-        }
-        var i = 0
-        while i < bytes.count {
-            let k = bytes[i]
-            if k == 0 { break }
-            if k == 1 { i += 1; continue }
-            guard i + 2 < bytes.count, bytes[i + 1] >= 2 else { break }
-            let len = Int(bytes[i + 1])
-            if k == 30, bytes[i + 2] >> 4 == subtype {
-                for j in (i + (len > 4 ? 4 : 3))..<min(i + len, bytes.count) { bytes[j] ^= 0xff }
-            }
+            rewrite(&bytes, i, len)
             i += len
         }
         return bytes.map { String(format: "%02x", $0) }.joined()

@@ -436,6 +436,47 @@ final class ScanLabTests: XCTestCase {
         }
     }
 
+    /// SIGTERM (systemctl stop) and SIGINT stop a scan with sessions cleanly: exit 130, the run
+    /// marked interrupted with what was done committed, no RST guard left; --resume finishes it.
+    func testSIGTERMStopsAScanWithSessionsCleanly() throws {
+        let lab = try XCTUnwrap(Self.lab)
+        let list = work + "/term.txt"
+        try (1...120).map { "198.18.128.\($0 + 100)" }.joined(separator: "\n").write(toFile: list, atomically: true, encoding: .utf8)
+        let db = work + "/term.db", out = work + "/term.jsonl"
+        let args = [list, "--db", db, "--output", out, "--rate", "60", "--concurrency", "20", "--timeout", "0.5", "--retries", "0",
+                    "--max-ttl", "4", "--quiet"]
+        for sig in [SIGTERM, SIGINT] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["ip", "netns", "exec", lab.ns("c"), Self.binary, "scan", "run"] + args + (sig == SIGINT ? ["--resume"] : [])
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline {
+                usleep(200_000)
+                if let s = try? ScanStore(path: db), let n = try? s.recordCount(run: 1), n >= (sig == SIGTERM ? 10 : 40) { break }
+            }
+            XCTAssertTrue(try lab.sh("c", ["nft", "list", "tables"]).contains(RSTGuardName.prefix), "the guard is up while sessions run")
+            kill(p.processIdentifier, sig)
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationReason, .exit, "signal \(sig): the scan exits by itself")
+            XCTAssertEqual(p.terminationStatus, 130, "signal \(sig)")
+            XCTAssertFalse(try lab.sh("c", ["nft", "list", "tables"]).contains(RSTGuardName.prefix), "signal \(sig): an RST guard outlived the scan")
+            let store = try ScanStore(path: db)
+            XCTAssertEqual(try store.run(1)?.status, "interrupted", "signal \(sig)")
+            XCTAssertLessThan(try store.recordCount(run: 1), 120, "signal \(sig): the scan finished before the signal")
+            store.close()
+        }
+        let r = try scan([list, "--db", db, "--output", out, "--resume", "--rate", "2000", "--concurrency", "60", "--timeout", "0.5",
+                          "--retries", "0", "--max-ttl", "4", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = try readJSONL(out)
+        XCTAssertEqual(lines.count, 120)
+        XCTAssertEqual(Set(lines.map(\.target)).count, 120, "none twice")
+        XCTAssertEqual(lines.filter { $0.verdict != "mptcp" }.map(\.target), [])
+    }
+
     func testAScanKilledWithSIGKILLResumesWithNothingLostOrTwice() throws {
         let lab = try XCTUnwrap(Self.lab)
         let (list, keys) = try writeList()

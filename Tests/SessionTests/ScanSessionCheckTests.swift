@@ -134,6 +134,31 @@ final class ScanSessionCheckTests: XCTestCase {
     }
 }
 
+extension ScanSessionCheckTests {
+    /// Where the scan report says interference shows: the SYN's copies explain the session's
+    /// verdict, the ADD_ADDR's copies the ADD_ADDR outcome.
+    func testInterferenceNamesTheOutcomeEachInspectionExplains() {
+        var c = template()
+        c.target = server
+        var r = SessionRecord(configuration: c)
+        let router = IPAddress("198.18.1.2")!
+        r.facts.inspections = [
+            Inspection(segment: "syn", hops: [HopView(ttl: 1, router: IPAddress("198.18.0.2"), packet: 3, state: .intact),
+                                              HopView(ttl: 2, router: router, packet: 4, state: .nopped)]),
+            Inspection(segment: "add-addr", hops: [HopView(ttl: 1, router: nil, packet: nil, state: .unknown),
+                                                   HopView(ttl: 2, router: nil, packet: 9, state: .removed)]),
+        ]
+        var v = SessionClassifier.classify(r)
+        v.session = Verdict("fallback.syn-stripped")
+        v.addAddress = Verdict("add-addr.stripped")
+        let s = SessionSummary.summary(r, v)
+        XCTAssertEqual(s.interference.map(\.finding), ["fallback.syn-stripped", "add-addr.stripped"])
+        XCTAssertEqual(s.interference.map(\.ttl), [2, 2])
+        XCTAssertEqual(s.interference.map(\.address), ["198.18.1.2", nil])
+        XCTAssertEqual(s.findings, ["add-addr.stripped"] + (v.join.map { [$0.id] } ?? []))
+    }
+}
+
 /// A check that takes two ports and does nothing (only its port layout matters here).
 struct FixedPortsCheck: ScanCheck {
     var name: String { "fixed" }

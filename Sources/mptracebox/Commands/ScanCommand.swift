@@ -75,8 +75,8 @@ struct ScanRunCommand: ParsableCommand {
     var probe: String?
     @Option(name: .long, help: "First TTL.") var minTTL: Int = 1
     @Option(name: .long, help: "Last TTL.") var maxTTL: Int = 16
-    @Option(name: .long, help: "Seconds to wait for a probe's reply.") var timeout: Double = 1.0
-    @Option(name: .long, help: "Extra tries for probes that got no reply.") var retries: Int = 1
+    @Option(name: .long, help: "Seconds to wait for a probe's reply (sessions: the first retransmission timeout).") var timeout: Double = 1.0
+    @Option(name: .long, help: "Extra tries for probes that got no reply (sessions: retransmissions per step).") var retries: Int = 1
     @Flag(name: .long, inversion: .prefixedNo, help: "Confirm TCP answers with an ICMP echo (finds proxies).")
     var proxyCheck = true
     @Flag(name: .long, inversion: .prefixedNo, help: "When a trace stalls, re-run without the suspect option.")
@@ -327,9 +327,11 @@ struct ScanRunCommand: ParsableCommand {
                                     log: { printError($0) })
         // Sessions: the local kernel must not reset the crafted connections. Only the sessions'
         // ports are guarded; the trace check's SYN/ACKs are still reset by the kernel, as they should be.
+        // SIGINT/SIGTERM stop the scan (below), which then removes the guard; a SIGKILLed scan's
+        // guard is swept by the next guard's start.
         var guardTable: RSTGuard?
         if let i = checkList.firstIndex(where: { $0 is SessionCheck }) {
-            guardTable = try RSTGuard(portRanges: runner.engine.portRanges(ofCheck: i))
+            guardTable = try RSTGuard(portRanges: runner.engine.portRanges(ofCheck: i), removeOnSignal: false)
         }
         defer { guardTable?.remove() }
 
