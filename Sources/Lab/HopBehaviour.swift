@@ -270,8 +270,11 @@ extension HopBehaviour {
         case "rfc792": try noArg(); try noQualifiers(); self = .rfc792Quotes
         case "strip": self = .strip(try OptionSelector(parsing: needArg()), on: cls ?? .all, hook: hook)
         case "drop": self = .drop(try OptionSelector(parsing: needArg()), on: cls ?? .all, hook: hook)
-        case "remove": self = .remove(try OptionSelector(parsing: needArg()), on: cls ?? .all, hook: hook)
-        case "eol": self = .replaceWithEOL(try OptionSelector(parsing: needArg()), on: cls ?? .all, hook: hook)
+        case "remove", "eol":
+            // Done by the userspace element, which walks real options: padding is not one.
+            let sel = try OptionSelector(parsing: needArg())
+            guard sel.kind > 1 else { throw LabSpecError.badBehaviour(text, "EOL and NOP are padding, not options a box can \(name == "eol" ? "replace" : "remove"); name an option kind") }
+            self = name == "eol" ? .replaceWithEOL(sel, on: cls ?? .all, hook: hook) : .remove(sel, on: cls ?? .all, hook: hook)
         case "corrupt":
             let sel = try OptionSelector(parsing: needArg())
             guard sel.kind > 1 else { throw LabSpecError.badBehaviour(text, "EOL and NOP have no value bytes to corrupt") }

@@ -40,7 +40,8 @@ final class LabSpecTests: XCTestCase {
     func testBadBehavioursAreRejectedWithAReason() {
         let bad = ["strip", "strip:300", "strip:8/1", "strip:30/99", "strip:30@sideways", "mss:10", "mss:abc",
                    "dscp:64", "ecn:maybe", "ttl:0", "loss:150", "payload:nothing", "silent:3", "nat@syn",
-                   "teleport", "strip:30@syn@synack", "", "corrupt", "corrupt:1", "corrupt:0@syn", "corrupt:30/42"]
+                   "teleport", "strip:30@syn@synack", "", "corrupt", "corrupt:1", "corrupt:0@syn", "corrupt:30/42",
+                   "remove:eol", "remove:nop@syn", "eol:nop", "eol:0"]
         for t in bad {
             XCTAssertThrowsError(try HopBehaviour(parsing: t), t) { e in
                 guard case LabSpecError.badBehaviour = e else { return XCTFail("\(t): \(e)") }
