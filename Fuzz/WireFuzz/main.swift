@@ -6,7 +6,8 @@
 //   the IP length field (link padding beyond it is dropped), and those bytes parse to the same packet;
 // - the decoded ICMP views (quote, extensions, MPLS labels) are usable;
 // - a finalized packet parses again and finalizing it again changes nothing;
-// - TCPOptions.parse over the raw bytes as an option area writes the same bytes back.
+// - TCPOptions.parse over the raw bytes as an option area writes the same bytes back;
+// - the sock_diag parsers (netlink messages, inet_diag messages, ULP info, MPTCP_INFO) never trap.
 // A failed property calls fatalError, which libFuzzer reports as a crash with the input saved.
 //
 // WIRE_FUZZ_WRITE_SEEDS=dir: write seed packets (valid probes, every MPTCP option, ICMP quotes)
@@ -19,6 +20,7 @@ public func wireFuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt
     let input = size == 0 || data == nil ? [] : Array(UnsafeBufferPointer(start: data, count: size))
     checkPacket(input)
     checkOptionArea(Array(input.prefix(40)))
+    checkSockDiag(input)
     return 0
 }
 
@@ -72,6 +74,17 @@ func checkPacket(_ input: [UInt8]) {
             fatalError("finalizing twice differs: in \(hex(input)) finalized \(hex(finalized))")
         }
     }
+}
+
+/// The sock_diag (netlink) answers kernel mode reads: any bytes give a value or an error. The
+/// first four bytes pick the sequence number so inputs can match it.
+func checkSockDiag(_ input: [UInt8]) {
+    let sequence = input.count >= 12 ? UInt32(input[8]) | UInt32(input[9]) << 8 | UInt32(input[10]) << 16 | UInt32(input[11]) << 24 : 0
+    if let answer = try? InetDiag.parseAnswer([input], sequence: sequence) { _ = answer }
+    for m in (try? NetlinkMessage.parseAll(input)) ?? [] {
+        if let d = try? InetDiagMessage.parse(m.payload) { _ = try? d.ulp() }
+    }
+    _ = KernelMPTCPInfo.decode(input)
 }
 
 func checkOptionArea(_ area: [UInt8]) {
