@@ -69,7 +69,9 @@ let package = Package(
         .testTarget(name: "TraceLabTests", dependencies: ["Lab", "TestSupport"]),
         .testTarget(name: "TraceTests", dependencies: ["Trace", "Diff", "Probe", "Wire", "PacketIO", "Report"]),
         .testTarget(name: "SuiteTests",
-                    dependencies: ["Suite", "Trace", "Diff", "Probe", "Wire", "PacketIO", "Lab", "TestSupport"]),
+                    dependencies: ["Suite", "Trace", "Diff", "Probe", "Wire", "PacketIO", "Lab", "TestSupport"],
+                    // Read by path (#filePath) by the JUnit report test, not bundled.
+                    exclude: ["Resources"]),
         .testTarget(name: "OracleTests",
                     dependencies: ["Wire", "MPTCPCrypto", "NetIO", "Lab", "TestSupport"]),
         .testTarget(name: "SessionTests",

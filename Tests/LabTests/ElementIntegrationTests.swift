@@ -507,7 +507,7 @@ final class ElementChain {
 
     func spawn(_ ns: String, _ argv: [String], log name: String, environment: [String: String]? = nil) throws -> (Process, URL) {
         let url = dir.appendingPathComponent(name)
-        FileManager.default.createFile(atPath: url.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
         let handle = try FileHandle(forWritingTo: url)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: TestEnvironment.which("ip") ?? "/usr/sbin/ip")

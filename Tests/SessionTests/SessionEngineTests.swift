@@ -180,7 +180,7 @@ final class SessionEngineTests: XCTestCase {
 
     func testJoinHMACMismatch() throws {
         let s = SimulatedServer(.badJoinHMAC)
-        let (r, v) = try run(s)
+        let (_, v) = try run(s)
         XCTAssertEqual(v.session.id, "mptcp")
         XCTAssertEqual(v.join?.id, "join.hmac-mismatch")
         // RFC 8684 §3.2: the join is closed with a RST carrying MP_TCPRST "MPTCP specific error" (1).

@@ -46,7 +46,7 @@ final class SessionLab {
     /// pipe, so a long-lived child cannot hold the caller's pipes open). Returns its pid.
     func start(_ node: Node, _ argv: [String]) throws -> Process {
         let log = "\(lab.stateDirectory)/bg-\(UUID().uuidString.prefix(8)).log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")

@@ -28,12 +28,15 @@ public enum TestShell {
             try process.run()
         }
         // Read both pipes before waiting, so a chatty child cannot block on a full pipe.
-        var outData = Data(), errData = Data()
+        // (The reader's result crosses threads in a box; group.wait() orders it before the read.)
+        final class Sink: @unchecked Sendable { var data = Data() }
+        let outSink = Sink()
         let group = DispatchGroup()
         group.enter()
-        DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        errData = err.fileHandleForReading.readDataToEndOfFile()
+        DispatchQueue.global().async { outSink.data = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
         group.wait()
+        let outData = outSink.data
         process.waitUntilExit()
         return CommandResult(status: process.terminationStatus,
                              stdout: String(decoding: outData, as: UTF8.self),
