@@ -6,7 +6,7 @@ import Foundation
 /// Keeps the local kernel from resetting crafted connections.
 ///
 /// A crafted SYN's SYN/ACK reaches a kernel that knows no such connection, and it answers RST.
-/// The guard is an nftables table `inet mptracebox_guard_<pid>` in the output hook that accepts
+/// The guard is an nftables table `inet mptracebox_guard_<pid>_<n>` in the output hook that accepts
 /// packets carrying our socket mark (the crafted ones) and drops TCP RSTs from the probe's source
 /// ports only. It is removed by `remove()`, on deinit, on SIGINT/SIGTERM, and, after a SIGKILL,
 /// by the next guard's startup sweep (tables whose pid is dead).
@@ -35,12 +35,29 @@ public final class RSTGuard: @unchecked Sendable {
         try Privileges.require([.netAdmin], for: "installing the kernel-RST guard (nftables)")
         _ = Self.sweepStale()
         ports = Self.merged(portRanges)
-        table = Self.tablePrefix + String(getpid())
-        // One table per process: a second guard in the same process replaces the first.
+        // One table per guard (pid and a serial number): guards of concurrent sessions in one
+        // process (a suite's parallel connect checks) must not replace or remove each other's.
+        table = Self.tablePrefix + String(getpid()) + "_" + String(Self.nextSerial())
         _ = try? Self.nft(["delete", "table", "inet", table])
         try Self.nft(input: Self.ruleset(table: table, ranges: ports, mark: mark))
         installed = true
         if removeOnSignal { SignalCleanup.shared.register(self) }
+    }
+
+    private static let serialLock = NSLock()
+    nonisolated(unsafe) private static var serial = 0
+
+    private static func nextSerial() -> Int {
+        serialLock.lock()
+        defer { serialLock.unlock() }
+        serial += 1
+        return serial
+    }
+
+    /// The process a guard table belongs to: `mptracebox_guard_<pid>` or `..._<pid>_<serial>`.
+    static func owner(ofTable name: String) -> Int32? {
+        guard name.hasPrefix(tablePrefix) else { return nil }
+        return Int32(name.dropFirst(tablePrefix.count).split(separator: "_", omittingEmptySubsequences: false).first ?? "")
     }
 
     /// Sorted, with overlapping and adjacent ranges joined (nft refuses overlapping set elements).
@@ -102,7 +119,7 @@ public final class RSTGuard: @unchecked Sendable {
     public static func sweepStale() -> [String] {
         var removed: [String] = []
         for name in existingTables() {
-            guard let pid = Int32(name.dropFirst(tablePrefix.count)) else { continue }
+            guard let pid = owner(ofTable: name) else { continue }
             if pid != getpid(), kill(pid, 0) != 0, errno == ESRCH {
                 if (try? nft(["delete", "table", "inet", name])) != nil { removed.append(name) }
             }

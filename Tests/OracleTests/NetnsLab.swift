@@ -72,20 +72,9 @@ final class NetnsLab {
         }
     }
 
-    /// Runs `body` on this thread inside namespace `ns`: sockets and captures opened there stay
-    /// in it after the thread switches back.
+    /// Runs `body` on this thread inside namespace `ns` (TestSupport's NetworkNamespace.inside).
     func inside<T>(_ ns: String, _ body: () throws -> T) throws -> T {
-        let original = open("/proc/thread-self/ns/net", O_RDONLY)
-        guard original >= 0 else { throw LabError("cannot open the current network namespace") }
-        defer { Glibc.close(original) }
-        let target = open("/run/netns/\(ns)", O_RDONLY)
-        guard target >= 0 else { throw LabError("cannot open namespace \(ns)") }
-        defer { Glibc.close(target) }
-        guard c_setns(target, cloneNewNet) == 0 else { throw LabError("setns(\(ns)) failed: errno \(errno)") }
-        defer {
-            if c_setns(original, cloneNewNet) != 0 { fatalError("cannot return to the original network namespace") }
-        }
-        return try body()
+        try NetworkNamespace.inside(ns, body)
     }
 }
 
@@ -94,7 +83,3 @@ struct LabError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-private let cloneNewNet: Int32 = 0x4000_0000
-
-@_silgen_name("setns")
-private func c_setns(_ fd: Int32, _ nstype: Int32) -> Int32

@@ -18,6 +18,38 @@ final class RSTGuardTests: XCTestCase {
         if let a = accept, let d = drop { XCTAssertLessThan(a.lowerBound, d.lowerBound) }
     }
 
+    /// Two guards of one process (a suite's parallel connect checks) keep their own tables:
+    /// removing one leaves the other's ports guarded. (They shared one table per process, so the
+    /// second replaced the first and the kernel reset the first session.)
+    func testGuardsOfOneProcessDoNotReplaceEachOther() throws {
+        try TestEnvironment.requireRoot()
+        try TestEnvironment.requireTool("nft")
+        let ns = "mtbguard-\(getpid())"
+        _ = try TestShell.check(["ip", "netns", "add", ns])
+        defer { _ = try? TestShell.run(["ip", "netns", "del", ns]) }
+        func tables() throws -> [String] {
+            try TestShell.check(["ip", "netns", "exec", ns, "nft", "list", "tables", "inet"]).split(separator: "\n")
+                .map { String($0.split(separator: " ").last ?? "") }.filter { $0.hasPrefix(RSTGuard.tablePrefix) }
+        }
+        try NetworkNamespace.inside(ns) {
+            let a = try RSTGuard(ports: [61000, 61001])
+            let b = try RSTGuard(ports: [62000])
+            XCTAssertNotEqual(a.table, b.table)
+            XCTAssertEqual(Set(try tables()), [a.table, b.table])
+            XCTAssertEqual(RSTGuard.owner(ofTable: a.table), getpid())
+            b.remove()
+            XCTAssertEqual(try tables(), [a.table], "removing one guard left the other")
+            let rules = try TestShell.check(["ip", "netns", "exec", ns, "nft", "list", "table", "inet", a.table])
+            XCTAssertTrue(rules.contains("61000-61001"), rules)
+            a.remove()
+            XCTAssertEqual(try tables(), [])
+        }
+        XCTAssertEqual(RSTGuard.owner(ofTable: "mptracebox_guard_42"), 42, "tables of earlier versions are still swept")
+        XCTAssertEqual(RSTGuard.owner(ofTable: "mptracebox_guard_42_7"), 42)
+        XCTAssertNil(RSTGuard.owner(ofTable: "mptracebox_guard_x_1"))
+        XCTAssertNil(RSTGuard.owner(ofTable: "other_42"))
+    }
+
     /// A scan guards one range per port block: overlapping and adjacent ranges are joined, since
     /// nft refuses overlapping elements of a set.
     func testRangesAreSortedAndJoined() {
