@@ -124,24 +124,8 @@ public enum KernelMPTCPClient {
         _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var result = KernelSessionResult(outcome: .connected)
-        var storage = sockaddr_storage()
-        let length: Int
-        switch o.target {
-        case .v4(let a):
-            var sin = sockaddr_in()
-            sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_port = o.port.bigEndian
-            withUnsafeMutableBytes(of: &sin.sin_addr) { $0.copyBytes(from: a.bytes) }
-            withUnsafeMutableBytes(of: &storage) { s in withUnsafeBytes(of: sin) { s.copyBytes(from: $0) } }
-            length = MemoryLayout<sockaddr_in>.size
-        case .v6(let a):
-            var sin6 = sockaddr_in6()
-            sin6.sin6_family = sa_family_t(AF_INET6)
-            sin6.sin6_port = o.port.bigEndian
-            withUnsafeMutableBytes(of: &sin6.sin6_addr) { $0.copyBytes(from: a.bytes) }
-            withUnsafeMutableBytes(of: &storage) { s in withUnsafeBytes(of: sin6) { s.copyBytes(from: $0) } }
-            length = MemoryLayout<sockaddr_in6>.size
-        }
+        var storage = Resolver.sockaddrStorage(o.target, port: o.port)
+        let length = o.target.isV4 ? MemoryLayout<sockaddr_in>.size : MemoryLayout<sockaddr_in6>.size
         let rc = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(length)) } }
         if rc != 0 {
             let e = errno
@@ -230,14 +214,11 @@ public enum KernelMPTCPClient {
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let rc = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
         guard rc == 0 else { return (nil, nil) }
-        return withUnsafeBytes(of: storage) { b -> (IPAddress?, UInt16?) in
-            let port = UInt16(b[2]) << 8 | UInt16(b[3])
-            switch Int32(storage.ss_family) {
-            case AF_INET: return (.v4(IPv4Address(b[4], b[5], b[6], b[7])), port)
-            case AF_INET6: return (IPv6Address(bytes: Array(b[8..<24])).map { .v6($0) }, port)
-            default: return (nil, nil)
-            }
-        }
+        guard let address = withUnsafePointer(to: &storage, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Resolver.address(from: $0) } })
+        else { return (nil, nil) }
+        // sin_port and sin6_port sit at the same offset, in network order.
+        let port = withUnsafeBytes(of: storage) { UInt16($0[2]) << 8 | UInt16($0[3]) }
+        return (address, port)
     }
 }
 

@@ -86,6 +86,11 @@ public struct SessionConfiguration: Sendable {
         }
     }
 
+    /// The payload for web servers: `GET /` for `host`, closing after the answer.
+    public static func httpRequest(host: String, userAgent: String) -> [UInt8] {
+        Array("GET / HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\nUser-Agent: \(userAgent)\r\n\r\n".utf8)
+    }
+
     /// A recognisable default payload: "mptracebox " repeated, cut to `count` bytes.
     public static func defaultPayload(_ count: Int) -> [UInt8] {
         let unit = Array("mptracebox session data 0123456789\n".utf8)

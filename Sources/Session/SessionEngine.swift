@@ -209,27 +209,30 @@ public final class SessionEngine {
     func handshake(_ sf: Subflow, syn: [UInt8], label: String, synPackets: (Int) -> Void) async throws -> HandshakeOutcome {
         var rto = config.timeout
         var attempt = 0, resends = 0
+        var next = label
         while attempt <= config.retries {
-            let again = resends > 0 && sf.staleConnectionResets.count == resends
-            synPackets(try await send(syn, subflow: sf, label: again ? "\(label) (after resetting an old connection)"
-                                                        : attempt == 0 ? label : "\(label) (retransmission)"))
+            synPackets(try await send(syn, subflow: sf, label: next))
             sf.sndNxt = sf.iss &+ 1
             let deadline = network.now() + rto
             var outcome: HandshakeOutcome?
             let stale = sf.staleConnectionResets.count
+            // An old connection of the four-tuple was just reset: send the SYN again now, not
+            // after a timeout (twice at most).
+            let resendNow = { sf.staleConnectionResets.count > stale && resends < 2 }
             try await pump(until: deadline) {
                 if let o = sf.handshakeOutcome { outcome = o; return true }
                 if let u = self.unreachable(for: sf) { outcome = u; return true }
-                return sf.staleConnectionResets.count > stale && resends < 2
+                return resendNow()
             }
             if let outcome { return outcome }
-            // The old connection is gone: send the SYN again now, not after a timeout (twice at most).
-            if sf.staleConnectionResets.count > stale && resends < 2 {
+            if resendNow() {
                 resends += 1
+                next = "\(label) (after resetting an old connection)"
                 continue
             }
             rto *= 2
             attempt += 1
+            next = "\(label) (retransmission)"
         }
         return .noAnswer
     }

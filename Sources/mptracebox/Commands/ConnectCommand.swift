@@ -116,7 +116,7 @@ struct ConnectCommand: ParsableCommand {
     }
 
     func payload(host: String) -> [UInt8] {
-        if http { return Array("GET / HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\nUser-Agent: mptracebox/\(MPTraceBox.version)\r\n\r\n".utf8) }
+        if http { return SessionConfiguration.httpRequest(host: host, userAgent: "mptracebox/\(MPTraceBox.version)") }
         if let d = data { return Array(d.replacingOccurrences(of: "\\r", with: "\r").replacingOccurrences(of: "\\n", with: "\n").utf8) }
         return SessionConfiguration.defaultPayload(size)
     }

@@ -185,7 +185,7 @@ struct ScanRunCommand: ParsableCommand {
         guard http else { return SessionCheck(template: c) }
         return SessionCheck(template: c) { address in
             let host = address.isV4 ? "\(address)" : "[\(address)]"
-            return Array("GET / HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\nUser-Agent: mptracebox/\(MPTraceBox.version)\r\n\r\n".utf8)
+            return SessionConfiguration.httpRequest(host: host, userAgent: "mptracebox/\(MPTraceBox.version)")
         }
     }
 
@@ -308,11 +308,11 @@ struct ScanRunCommand: ParsableCommand {
         var checkList: [ScanCheck] = []
         if checkNames.contains(.trace) { checkList.append(TraceCheck(template: template)) }
         if checkNames.contains(where: \.isSession) { checkList.append(sessionCheck(join: checkNames.contains(.join), addAddress: checkNames.contains(.addAddr))) }
-        let sessions = checkList.count > 1 || checkList.first is SessionCheck
+        let sessionCheck = checkList.firstIndex { $0 is SessionCheck }
         let ports = try portRange()
         // A short snap length (probes, quotes and session segments fit) and a large ring: bursts
         // of replies must not overflow the capture. Injected packets carry the RST guard's mark.
-        let network = try LiveNetwork(options: LiveNetwork.Options(filter: Self.captureFilter(ports), mark: sessions ? RSTGuard.mark : nil,
+        let network = try LiveNetwork(options: LiveNetwork.Options(filter: Self.captureFilter(ports), mark: sessionCheck != nil ? RSTGuard.mark : nil,
                                                                    interface: interface, snapLength: 2048, bufferSize: 32 << 20))
         defer { network.close() }
 
@@ -330,7 +330,7 @@ struct ScanRunCommand: ParsableCommand {
         // SIGINT/SIGTERM stop the scan (below), which then removes the guard; a SIGKILLed scan's
         // guard is swept by the next guard's start.
         var guardTable: RSTGuard?
-        if let i = checkList.firstIndex(where: { $0 is SessionCheck }) {
+        if let i = sessionCheck {
             guardTable = try RSTGuard(portRanges: runner.engine.portRanges(ofCheck: i), removeOnSignal: false)
         }
         defer { guardTable?.remove() }
